@@ -1,0 +1,1 @@
+"""octbench's benchmark definitions (TOML) and speed scripts."""

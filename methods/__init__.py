@@ -1,0 +1,1 @@
+"""octbench's methods: one file per pretraining method, found by octbench.registry."""

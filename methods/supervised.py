@@ -1,0 +1,24 @@
+"""The ceiling of every table: the backbone trained end to end on the biomarker training labels."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from octbench import BIOMARKERS
+from octbench.method import Method
+
+
+class Supervised(Method):
+    name = "supervised"
+    description = "baseline: trained end to end on the expert biomarker labels (the ceiling)"
+    paper = "fully supervised row of Kokilepersaud et al., IEEE JBHI 2023"
+    n_views = 1
+    trains_on = "biomarkers"
+
+    def __init__(self, backbone, feature_dim, options):
+        super().__init__(backbone, feature_dim, options)
+        self.classifier = nn.Linear(feature_dim, len(BIOMARKERS))
+
+    def training_loss(self, views, batch) -> torch.Tensor:
+        logits = self.classifier(self.backbone(views[0]))
+        return F.binary_cross_entropy_with_logits(logits, batch["biomarkers"])

@@ -1,0 +1,5 @@
+import sys
+
+from octbench.cli import main
+
+sys.exit(main())

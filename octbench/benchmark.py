@@ -1,0 +1,105 @@
+"""Benchmark definitions: small declarative TOML files in `benchmarks/`, read strictly.
+
+A definition names the data source, image size, backbone, schedule, protocol, seeds and methods.
+Unknown keys are refused (with the closest known key), so a typo never silently falls back to a
+default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import tomllib
+
+from octbench.errors import OctbenchError, closest
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    source: str = "simulated"
+    patients: int = 180
+    seed: int = 0
+    image_size: int = 64
+    split: dict = field(default_factory=lambda: {"train": 0.5, "val": 0.15, "test": 0.35})
+    pool_scans: int = 6000
+    train_scans: int = 2000
+    val_scans: int = 800
+    test_scans: int = 3000
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    steps: int = 150
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class EvaluateSpec:
+    protocol: str = "linear"
+    probe_c: tuple = (0.01, 0.1, 1.0, 10.0)
+    bootstrap: int = 1000
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    description: str = ""
+    backbone: str = "resnet18"
+    methods: tuple = ()
+    seeds: int = 3
+    cohort: CohortSpec = CohortSpec()
+    pretrain: PretrainSpec = PretrainSpec()
+    evaluate: EvaluateSpec = EvaluateSpec()
+    path: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"cohort": CohortSpec, "pretrain": PretrainSpec, "evaluate": EvaluateSpec}
+
+
+def build_section(kind, values: dict, where: str):
+    known = {f.name for f in dataclasses.fields(kind)}
+    for key in values:
+        if key not in known:
+            raise OctbenchError(f"{where}: unknown key {key!r}{closest(key, known)}; "
+                                f"known keys: {', '.join(sorted(known))}")
+    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return kind(**converted)
+
+
+def benchmarks_dir() -> Path:
+    return Path(str(resources.files("octbench.benchmarks")))
+
+
+def available_benchmarks() -> list[str]:
+    return sorted(p.stem for p in benchmarks_dir().glob("*.toml"))
+
+
+def load_benchmark(name_or_path: str) -> Benchmark:
+    """A benchmark by name (a file in benchmarks/) or by path to a .toml file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = benchmarks_dir() / f"{name_or_path}.toml"
+        if not path.exists():
+            names = available_benchmarks()
+            raise OctbenchError(f"unknown benchmark {name_or_path!r}{closest(name_or_path, names)}; "
+                                f"available: {', '.join(names)}")
+    if not path.exists():
+        raise OctbenchError(f"benchmark file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise OctbenchError(f"{path}: not valid TOML: {error}") from None
+    top = {k: v for k, v in raw.items() if k not in SECTIONS}
+    sections = {k: build_section(kind, raw.get(k, {}), f"{path} [{k}]") for k, kind in SECTIONS.items()}
+    benchmark = build_section(Benchmark, {"name": path.stem, **top}, str(path))
+    return dataclasses.replace(benchmark, path=str(path), **sections)

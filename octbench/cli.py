@@ -1,0 +1,120 @@
+"""The `octbench` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from octbench import BIOMARKERS
+from octbench.errors import OctbenchError
+
+DESCRIPTION = """\
+octbench: which pretraining gives the best OCT biomarker detector?
+
+  octbench run --method clinical-supcon     pretrain, probe and record one run
+  octbench list                             methods and benchmarks
+
+Results go to results/runs/<run-id>/ (config.json, metrics.json, predictions.csv, backbone.pt).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="octbench", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="pretrain one method, probe it, write its run record",
+                              description="Pretrain one method on a benchmark, probe its frozen features "
+                                          "for each biomarker, and write the run record.")
+    run.add_argument("--method", required=True, help="method name (see 'octbench list')")
+    run.add_argument("--benchmark", default="default",
+                     help="benchmark name from 'octbench list' or a path to a .toml file (default: default)")
+    run.add_argument("--clinical", help="clinical-supcon: labels and weights, e.g. 'bcva,cst' or "
+                                        "'bcva=0.3,cst=0.7' (columns: BCVA, CST, eye, patient)")
+    run.add_argument("--bins", type=int, help="clinical-supcon: classes from N quantile bins instead of "
+                                              "exact values")
+    run.add_argument("--seed", type=int, default=0, help="training seed (default 0); the cohort is fixed by "
+                                                         "the benchmark")
+    run.add_argument("--steps", type=int, help="override the benchmark's pretraining steps")
+    run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    run.add_argument("--force", action="store_true", help="rerun even if a complete record exists")
+    run.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
+                     help="also load methods from DIR (repeatable; or set OCTBENCH_METHODS)")
+    run.add_argument("--cache-dir", type=Path, help="where cohorts are cached (default: $OCTBENCH_CACHE or "
+                                                     "~/.cache/octbench)")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    listing = commands.add_parser("list", help="show methods and benchmarks")
+    listing.add_argument("--methods-dir", action="append", default=[], metavar="DIR")
+    return parser
+
+
+def format_result(run_dir: Path, metrics: dict, reused: bool) -> str:
+    lines = [f"{'biomarker':<10} {'AUROC':>6}   95% CI (patient bootstrap)"]
+    for biomarker in BIOMARKERS:
+        lo, hi = metrics["auroc_ci"][biomarker]
+        lines.append(f"{biomarker:<10} {metrics['auroc'][biomarker]:6.3f}   [{lo:.3f}, {hi:.3f}]")
+    lo, hi = metrics.get("mean_auroc_ci", [float("nan")] * 2)
+    lines.append(f"{'mean':<10} {metrics['mean_auroc']:6.3f}   [{lo:.3f}, {hi:.3f}]")
+    header = f"{metrics['method']} on {metrics['benchmark']}, seed {metrics['seed']}"
+    header += " (reused; --force reruns)" if reused else f" ({metrics['timing']['total_s']:.0f} s)"
+    return "\n".join([header, *lines, f"run record: {run_dir}"])
+
+
+def command_run(args) -> None:
+    from octbench.benchmark import load_benchmark
+    from octbench.run import RunRequest, execute, with_overrides
+
+    benchmark = with_overrides(load_benchmark(args.benchmark), steps=args.steps)
+    request = RunRequest(benchmark=benchmark, method=args.method, clinical=args.clinical, bins=args.bins,
+                         seed=args.seed, out=args.out, force=args.force, methods_dirs=args.methods_dir,
+                         cache_dir=args.cache_dir, progress=not args.no_progress)
+    run_dir, metrics, reused = execute(request)
+    print(format_result(run_dir, metrics, reused))
+
+
+def command_list(args) -> None:
+    from octbench.benchmark import available_benchmarks, load_benchmark
+    from octbench.registry import discover_methods
+
+    print("methods:")
+    for name, cls in sorted(discover_methods(args.methods_dir).items()):
+        print(f"  {name:<16} {cls.description}\n  {'':<16} [{cls.paper}]")
+    print("benchmarks:")
+    for name in available_benchmarks():
+        print(f"  {name:<16} {load_benchmark(name).description}")
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for octbench's own output: Lightning's banners are noise here."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    warnings.filterwarnings("ignore", module="pytorch_lightning")
+    warnings.filterwarnings("ignore", module="lightning_fabric")
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_libraries()
+    commands = {"run": command_run, "list": command_list}
+    try:
+        commands[args.command](args)
+    except OctbenchError as error:
+        if args.debug:
+            raise
+        print(f"octbench: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("octbench: interrupted; nothing was recorded for the unfinished run", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The cohort: one table row per B-scan plus the decoded images, whatever the source.
+
+Table columns: sample_id, patient, eye, visit, slice, BCVA, CST, the six biomarkers (labelled rows),
+split (train / val / test, by patient), in_pool (clinically labelled pretraining pool), labelled
+(carries expert biomarker labels) and image (row index into `images`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from octbench import BIOMARKERS
+
+PARTS = ("pool", "train", "val", "test")
+
+
+@dataclass
+class Cohort:
+    table: pd.DataFrame
+    images: np.ndarray  # (n_images, height, width) uint8, often memory-mapped
+
+    def part(self, name: str) -> pd.DataFrame:
+        """Rows of one part: the pretraining pool, or the biomarker-labelled train / val / test."""
+        if name == "pool":
+            return self.table[self.table["in_pool"]]
+        if name not in PARTS:
+            raise ValueError(f"unknown cohort part {name!r}; expected one of {PARTS}")
+        return self.table[(self.table["split"] == name) & self.table["labelled"]]
+
+    def images_of(self, rows: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.images[rows["image"].to_numpy()])
+
+    def biomarkers_of(self, rows: pd.DataFrame) -> np.ndarray:
+        return rows[list(BIOMARKERS)].to_numpy(dtype=np.int64)
+
+    def split_patients(self) -> dict[str, list]:
+        """Patients of each split, for the run record."""
+        labelled = self.table
+        return {split: sorted(int(p) for p in labelled.loc[labelled["split"] == split, "patient"].unique())
+                for split in ("train", "val", "test")}

@@ -1,0 +1,83 @@
+"""The run record: one folder per run, written whole or not at all.
+
+Everything is written into a hidden sibling folder, which is renamed into place as the last step;
+a reader therefore sees either a complete record or none, and a folder without `metrics.json` is
+an interrupted run, left out of every table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+METRICS_KEYS = ("run_id", "method", "benchmark", "seed", "label_fraction", "protocol",
+                "auroc", "mean_auroc", "auroc_ci", "timing")
+PREDICTION_COLUMNS = ["sample_id", "patient", "biomarker", "y_true", "y_score"]
+BACKBONE_FILE = "backbone.pt"
+
+
+def package_versions() -> dict[str, str]:
+    names = ("octbench", "torch", "torchvision", "lightly", "timm", "pytorch-lightning", "scikit-learn",
+             "numpy", "pandas")
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def partial_dir(final: Path) -> Path:
+    """The hidden folder a run writes into before it is complete."""
+    return final.with_name(f".partial-{final.name}")
+
+
+def publish(partial: Path, final: Path) -> None:
+    """Move a complete record into place, replacing an older record of the same run."""
+    if final.exists():
+        stale = final.with_name(f".stale-{final.name}-{os.getpid()}")
+        os.replace(final, stale)
+        os.replace(partial, final)
+        shutil.rmtree(stale)
+    else:
+        os.replace(partial, final)
+
+
+def write_run_record(partial: Path, config: dict, metrics: dict, predictions: pd.DataFrame,
+                     backbone: torch.nn.Module) -> None:
+    """Fill `partial` with the four files of the contract (metrics.json last)."""
+    missing = [k for k in METRICS_KEYS if k not in metrics]
+    if missing:
+        raise ValueError(f"metrics lack {missing}")
+    partial.mkdir(parents=True, exist_ok=True)
+    write_json(partial / "config.json", config)
+    predictions[PREDICTION_COLUMNS].to_csv(partial / "predictions.csv", index=False)
+    torch.save(backbone.state_dict(), partial / BACKBONE_FILE)
+    write_json(partial / "metrics.json", metrics)
+
+
+def load_metrics(run_dir: Path) -> dict | None:
+    """A run's metrics, or None for an incomplete run."""
+    path = Path(run_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None

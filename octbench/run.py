@@ -1,0 +1,163 @@
+"""One run: cohort -> method -> pretraining -> frozen features -> probes -> metrics -> run record."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+from sklearn.metrics import roc_auc_score
+
+from octbench import BIOMARKERS
+from octbench.backbone import create_backbone
+from octbench.benchmark import Benchmark
+from octbench.clinical import clinical_class_matrix, parse_clinical_spec
+from octbench.cohort import Cohort
+from octbench.errors import OctbenchError
+from octbench.evaluate import extract_features, linear_probe
+from octbench.method import Method, MethodOptions
+from octbench.record import git_commit, load_metrics, package_versions, partial_dir, publish, write_run_record
+from octbench.registry import get_method
+from octbench.simulate.cohort import simulated_cohort
+from octbench.splits import leakage_report
+from octbench.stats import bootstrap_aurocs, percentile_interval
+from octbench.training import InMemoryBatches, pretrain
+
+CLINICAL_COLUMNS = ("BCVA", "CST", "eye", "patient")
+
+
+@dataclass
+class RunRequest:
+    benchmark: Benchmark
+    method: str
+    clinical: str | None = None
+    bins: int | None = None
+    seed: int = 0
+    out: Path = Path("results")
+    force: bool = False
+    methods_dirs: list[str] = field(default_factory=list)
+    cache_dir: Path | None = None
+    progress: bool = True
+
+
+def load_cohort(benchmark: Benchmark, cache_dir: Path | None) -> Cohort:
+    if benchmark.cohort.source != "simulated":
+        raise OctbenchError(f"{benchmark.path}: cohort source {benchmark.cohort.source!r} is not supported; "
+                            "use 'simulated'")
+    return simulated_cohort(benchmark.cohort, cache_dir)
+
+
+def method_options(method_cls: type[Method], request: RunRequest) -> MethodOptions:
+    if not method_cls.takes_clinical:
+        if request.clinical or request.bins:
+            raise OctbenchError(f"method {method_cls.name!r} does not use clinical labels; "
+                                "--clinical and --bins apply to clinical-supcon")
+        return MethodOptions()
+    spec = request.clinical or method_cls.default_clinical
+    return MethodOptions(clinical=parse_clinical_spec(spec, CLINICAL_COLUMNS), bins=request.bins)
+
+
+def run_id(request: RunRequest, method_cls: type[Method], options: MethodOptions) -> str:
+    """Encodes the run, OpenMMLab style: method[-labels], backbone, schedule, benchmark, seed, labels."""
+    b = request.benchmark
+    name = method_cls.name
+    if options.clinical:
+        name += "-" + "-".join(f"{c.lower()}{w:g}" for c, w in options.clinical)
+        name += f"-bins{options.bins}" if options.bins else ""
+    schedule = f"_{b.pretrain.batch_size}xb-{b.pretrain.steps}s" if method_cls.n_views else ""
+    return f"{name}_{b.backbone}{schedule}_{b.name}_seed{request.seed}_lf1.0"
+
+
+def pretraining_data(cohort: Cohort, method_cls: type[Method], options: MethodOptions) -> InMemoryBatches:
+    if method_cls.trains_on == "biomarkers":
+        rows = cohort.part("train")
+        return InMemoryBatches(cohort.images_of(rows), clinical_class_matrix(rows, options.clinical, options.bins),
+                               cohort.biomarkers_of(rows))
+    rows = cohort.part("pool")
+    return InMemoryBatches(cohort.images_of(rows), clinical_class_matrix(rows, options.clinical, options.bins))
+
+
+def evaluate(method: Method, cohort: Cohort, benchmark: Benchmark, seed: int) -> tuple[dict, pd.DataFrame, dict]:
+    """Probe the frozen encoder; metrics (without run identity), predictions and timings."""
+    timing = {}
+    start = time.perf_counter()
+    rows = {split: cohort.part(split) for split in ("train", "val", "test")}
+    features = {split: extract_features(method, cohort.images_of(r)) for split, r in rows.items()}
+    labels = {split: cohort.biomarkers_of(r) for split, r in rows.items()}
+    timing["features_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    scores, chosen = linear_probe(features, labels, benchmark.evaluate.probe_c, seed)
+    timing["probe_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    test = rows["test"]
+    y_true = labels["test"]
+    auroc = {b: float(roc_auc_score(y_true[:, j], scores[:, j])) for j, b in enumerate(BIOMARKERS)}
+    samples = bootstrap_aurocs(y_true, scores, test["patient"].to_numpy(), benchmark.evaluate.bootstrap, seed)
+    timing["bootstrap_s"] = time.perf_counter() - start
+    metrics = {
+        "protocol": benchmark.evaluate.protocol,
+        "auroc": auroc,
+        "mean_auroc": float(np.mean(list(auroc.values()))),
+        "auroc_ci": {b: list(percentile_interval(samples[:, j])) for j, b in enumerate(BIOMARKERS)},
+        "mean_auroc_ci": list(percentile_interval(samples.mean(axis=1))),
+        "probe": chosen,
+        "n_test_scans": len(test),
+        "n_test_patients": int(test["patient"].nunique()),
+    }
+    predictions = pd.DataFrame({
+        "sample_id": np.repeat(test["sample_id"].to_numpy(), len(BIOMARKERS)),
+        "patient": np.repeat(test["patient"].to_numpy(), len(BIOMARKERS)),
+        "biomarker": np.tile(BIOMARKERS, len(test)),
+        "y_true": y_true.ravel(),
+        "y_score": scores.ravel(),
+    })
+    return metrics, predictions, timing
+
+
+def execute(request: RunRequest) -> tuple[Path, dict, bool]:
+    """Run (or reuse) one cell; returns its folder, its metrics and whether it was reused."""
+    started = time.perf_counter()
+    benchmark = request.benchmark
+    method_cls = get_method(request.method, request.methods_dirs)
+    options = method_options(method_cls, request)
+    identity = run_id(request, method_cls, options)
+    final = Path(request.out) / "runs" / identity
+    if not request.force and (existing := load_metrics(final)) is not None:
+        return final, existing, True
+
+    cohort = load_cohort(benchmark, request.cache_dir)
+    timing = {"cohort_s": time.perf_counter() - started}
+    pl.seed_everything(request.seed, verbose=False)  # the untrained backbone and heads depend on it
+    backbone, feature_dim = create_backbone(benchmark.backbone)
+    method = method_cls(backbone, feature_dim, options)
+    work = partial_dir(final)
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if method_cls.n_views > 0:
+        pretrain(method, pretraining_data(cohort, method_cls, options), benchmark.pretrain, request.seed, work,
+                 progress=request.progress)
+    timing["pretrain_s"] = time.perf_counter() - start
+    metrics, predictions, eval_timing = evaluate(method, cohort, benchmark, request.seed)
+    timing.update(eval_timing)
+    timing["total_s"] = time.perf_counter() - started
+    metrics = {"run_id": identity, "method": method_cls.name, "benchmark": benchmark.name, "seed": request.seed,
+               "label_fraction": 1.0, **metrics, "timing": {k: round(v, 2) for k, v in timing.items()}}
+    config = {
+        "run_id": identity, "method": method_cls.name, "method_paper": method_cls.paper,
+        "clinical": [list(pair) for pair in options.clinical], "bins": options.bins, "seed": request.seed,
+        "benchmark": benchmark.to_dict(), "splits": cohort.split_patients(),
+        "leakage": leakage_report(cohort.table), "versions": package_versions(), "git_commit": git_commit(),
+    }
+    write_run_record(work, config, metrics, predictions, method.backbone)
+    publish(work, final)
+    return final, metrics, False
+
+
+def with_overrides(benchmark: Benchmark, steps: int | None = None) -> Benchmark:
+    if steps is None:
+        return benchmark
+    return dataclasses.replace(benchmark, pretrain=dataclasses.replace(benchmark.pretrain, steps=steps))
