@@ -27,8 +27,9 @@ from octbench.simulate.labels import LabelModel, simulate_labels
 from octbench.simulate.render import render_scans
 from octbench.splits import patient_level_split
 
-# Bump when the label model or the renderer changes what a given seed produces.
-SIMULATOR_VERSION = 1
+# The cache key covers the simulator's own source, so a changed label model or renderer never
+# serves stale images.
+SIMULATOR_SOURCES = ("labels.py", "render.py", "cohort.py")
 RENDER_CHUNK = 400
 
 
@@ -72,7 +73,9 @@ def render_parallel(table: pd.DataFrame, size: int, seed: int, workers: int) -> 
     chunks = [table.iloc[i:i + RENDER_CHUNK] for i in range(0, len(table), RENDER_CHUNK)]
     images = np.empty((len(table), size, size), dtype=np.uint8)
     progress = tqdm(total=len(table), desc="rendering B-scans", unit="scan")
-    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    # fork works from any caller (spawn needs a __main__ guard); the workers only run numpy.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(render_scans, chunk, size, seed, False) for chunk in chunks]
         start = 0
@@ -85,9 +88,11 @@ def render_parallel(table: pd.DataFrame, size: int, seed: int, workers: int) -> 
 
 
 def cache_key(spec: CohortSpec) -> str:
-    text = json.dumps({"version": SIMULATOR_VERSION, "spec": asdict(spec),
-                       "label_model": asdict(LabelModel())}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps({"spec": asdict(spec), "label_model": asdict(LabelModel())},
+                                       sort_keys=True).encode())
+    for name in SIMULATOR_SOURCES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def simulated_cohort(spec: CohortSpec, cache_dir: Path | None = None, workers: int | None = None) -> Cohort:
