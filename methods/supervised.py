@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from octbench import BIOMARKERS
+from octbench.augment import ViewAugmentation
 from octbench.method import Method
 
 
@@ -14,6 +15,9 @@ class Supervised(Method):
     paper = "fully supervised row of Kokilepersaud et al., IEEE JBHI 2023"
     n_views = 1
     trains_on = "biomarkers"
+    # Label-preserving views: a small crop cannot cut the central lesions out of a positive scan,
+    # and no blur, which would erase foci that the label still claims.
+    augmentation = ViewAugmentation(crop_scale=(0.8, 1.0), blur_prob=0.0)
 
     def __init__(self, backbone, feature_dim, options):
         super().__init__(backbone, feature_dim, options)

@@ -34,7 +34,9 @@ class ViewAugmentation:
     brightness: float = 0.4
     contrast: float = 0.4
     blur_prob: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 1.5)  # pixels at the output size
+    # torchvision's GaussianBlur default, in pixels of a 224 px image, scaled to the actual size:
+    # a fixed pixel sigma would wipe out one-pixel lesions (foci) at 64 px that survive at 224.
+    blur_sigma_at_224: tuple[float, float] = (0.1, 2.0)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised float (B, 1, H, W) -> one random view of each image, same shape."""
@@ -75,9 +77,12 @@ class ViewAugmentation:
 
     def blur(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
-        sigma = self.uniform(n, *self.blur_sigma, like=x)
+        if self.blur_prob == 0:
+            return x
+        low, high = (s * w / 224 for s in self.blur_sigma_at_224)
+        sigma = self.uniform(n, low, high, like=x)
         sigma = torch.where(torch.rand_like(sigma) < self.blur_prob, sigma, torch.zeros_like(sigma))
-        radius = max(1, math.ceil(3 * self.blur_sigma[1]))
+        radius = max(1, math.ceil(3 * high))
         offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
         kernel = torch.exp(-0.5 * (offsets[None, :] / sigma.clamp(min=1e-3)[:, None]) ** 2)
         kernel = kernel / kernel.sum(dim=1, keepdim=True)  # sigma 0 -> a unit impulse: no blur

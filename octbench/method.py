@@ -7,20 +7,42 @@ one subclass of `Method`. It declares what it needs instead of overriding a fram
     n_views                    augmented views per image its loss takes (0: no pretraining)
     trains_on                  "pool" (clinically labelled B-scans) or "biomarkers" (expert labels)
     takes_clinical             whether it reads `--clinical` (then batches carry `labels`)
+    augmentation               how its views are drawn (default: the seed paper's family)
+    momentum                   (start, end) EMA rate of its momentum targets, cosine-scheduled
 
-and implements `training_loss(views, batch)`. Batches are dicts: `image` (normalised float,
-(B, 1, H, W)), `labels` (B, k) class ids of the clinical columns named by `--clinical`, and, for
-methods that train on biomarkers, `biomarkers` (B, 6) floats. The training loop, optimiser,
+and implements `training_loss(views, batch)`; a method with momentum targets (MoCo, BYOL, DINO)
+also lists them in `momentum_pairs()`; `before_step` moves them before every step.
+
+Batches are dicts: `image` (normalised float, (B, 1, H, W)), `labels` (B, k) class ids of the
+clinical columns named by `--clinical`, and, for methods that train on biomarkers, `biomarkers`
+(B, 6) floats. The training loop, optimiser,
 schedule, precision and devices belong to `octbench.training`, not to methods.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
 from torch import nn
+
+from octbench.augment import ViewAugmentation
+
+
+def momentum_copy(module: nn.Module, blank: nn.Module | None = None) -> nn.Module:
+    """A target network: starts as an exact copy of `module`, then moves only by EMA.
+    Modules that cannot be deep-copied (weight-normed heads) pass a freshly built `blank` twin."""
+    if blank is None:
+        target = copy.deepcopy(module)
+    else:
+        target = blank
+        target.load_state_dict(module.state_dict())
+    deactivate_requires_grad(target)
+    return target
 
 
 @dataclass(frozen=True)
@@ -37,6 +59,8 @@ class Method(nn.Module):
     trains_on: ClassVar[str] = "pool"
     takes_clinical: ClassVar[bool] = False
     default_clinical: ClassVar[str] = ""  # the --clinical used when none is given
+    augmentation: ClassVar[ViewAugmentation] = ViewAugmentation()
+    momentum: ClassVar[tuple[float, float] | None] = None
 
     def __init__(self, backbone: nn.Module, feature_dim: int, options: MethodOptions):
         super().__init__()
@@ -52,3 +76,21 @@ class Method(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Features the evaluator probes: by default the backbone's pooled output."""
         return self.backbone(images)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) modules whose targets follow the online weights by EMA."""
+        return []
+
+    def momentum_at(self, step: int, total_steps: int) -> float:
+        """The EMA rate at `step`: from momentum[0] up to momentum[1] on a cosine (BYOL's schedule)."""
+        start, end = self.momentum
+        return cosine_schedule(step, max(total_steps, 1), start, end)
+
+    def before_step(self, step: int, total_steps: int) -> None:
+        """Called before every training step: moves each momentum target,
+        target <- m * target + (1 - m) * online. Methods with other per-step work extend it."""
+        if self.momentum is None:
+            return
+        rate = self.momentum_at(step, total_steps)
+        for online, target in self.momentum_pairs():
+            update_momentum(online, target, m=rate)

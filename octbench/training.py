@@ -65,6 +65,7 @@ class Pretraining(pl.LightningModule):
         return batch
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.method.before_step(self.global_step, self.spec.steps)
         views = [self.augmentation(batch["image"]).contiguous(memory_format=torch.channels_last)
                  for _ in range(max(self.method.n_views, 1))]
         loss = self.method.training_loss(views, batch)
@@ -90,11 +91,11 @@ class Pretraining(pl.LightningModule):
 
 
 def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed: int, work_dir: Path,
-             augmentation: ViewAugmentation | None = None, progress: bool = True) -> None:
+             progress: bool = True) -> None:
     """Train `method` in place for `spec.steps` steps; the loss curve goes to work_dir/pretrain_log.csv."""
     pl.seed_everything(seed, workers=True, verbose=False)
     method.to(memory_format=torch.channels_last)
-    module = Pretraining(method, spec, augmentation or ViewAugmentation())
+    module = Pretraining(method, spec, method.augmentation)
     on_gpu = torch.cuda.is_available()
     trainer = pl.Trainer(
         max_steps=spec.steps, max_epochs=-1, accelerator="auto", devices=1,

@@ -256,9 +256,11 @@ def add_fluid_and_foci(reflectivity, scan: Mapping, size: int, geo: dict, rng_ir
             on_rim = rng_hrf.random(n) < 0.5
             y = np.where(on_rim, cy[k] - 0.9 * ry[k], y)
             x = np.where(on_rim, cx[k] + rng_hrf.uniform(-0.8, 0.8, n) * rx[k], x)
-        sigma = np.maximum(native * rng_hrf.uniform(3, 5, n), 0.55)
+        # 20-40 um dots are under one output pixel at 64 px (94 um wide, 30 um deep): enlarged
+        # to >= 0.8 px and kept about as bright as the RPE so that each one stays a visible dot.
+        sigma = np.maximum(native * rng_hrf.uniform(3, 5, n), 0.8)
         reflectivity = reflectivity + gaussian_blobs(rows, cols, y, x, sigma, sigma,
-                                                     rng_hrf.uniform(0.2, 0.9, n))
+                                                     rng_hrf.uniform(0.5, 1.0, n))
     return reflectivity
 
 

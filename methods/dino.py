@@ -1,0 +1,45 @@
+"""DINO (ResNet variant): a student matches the centred, sharpened output distribution of a
+momentum teacher on the other view; self-distillation without labels or negatives.
+
+Two global views only (no local multi-crop): 64 px scans leave little room for 96 px-style crops.
+"""
+
+import torch
+from lightly.loss import DINOLoss
+from lightly.models.modules import DINOProjectionHead
+
+from octbench.method import Method, momentum_copy
+
+
+class DINO(Method):
+    name = "dino"
+    description = "self-distillation from a momentum teacher (ResNet variant, two global views)"
+    paper = "Caron et al., Emerging Properties in Self-Supervised Vision Transformers, ICCV 2021"
+    n_views = 2
+    # Teacher rate from 0.996 to 1 on a cosine (the paper); lightly's short-schedule start 0.99.
+    momentum = (0.99, 1.0)
+
+    def __init__(self, backbone, feature_dim, options):
+        super().__init__(backbone, feature_dim, options)
+        # Head 512 hidden, 64 bottleneck, 2048 prototypes, batch norm for ResNets (lightly's
+        # CIFAR-10 example; the paper's 65536 outputs are for ImageNet).
+        def head():
+            return DINOProjectionHead(feature_dim, 512, 64, 2048, batch_norm=True)
+
+        self.student_head = head()
+        self.student_backbone = self.backbone
+        # The teacher is what the paper evaluates, so `backbone` (probed and saved) is the teacher.
+        self.backbone = momentum_copy(self.student_backbone)
+        self.teacher_head = momentum_copy(self.student_head, blank=head())  # weight norm: no deepcopy
+        # Teacher temperature 0.04, student 0.1, centre momentum 0.9 (the paper).
+        self.criterion = DINOLoss(output_dim=2048, teacher_temp=0.04, warmup_teacher_temp=0.04,
+                                  student_temp=0.1, center_momentum=0.9)
+
+    def momentum_pairs(self):
+        return [(self.student_backbone, self.backbone), (self.student_head, self.teacher_head)]
+
+    def training_loss(self, views, batch) -> torch.Tensor:
+        with torch.no_grad():
+            teacher = [self.teacher_head(self.backbone(v)) for v in views]
+        student = [self.student_head(self.student_backbone(v)) for v in views]
+        return self.criterion(teacher, student)
