@@ -1,8 +1,10 @@
 """Clinical labels as contrastive classes: parse `--clinical` and turn values into class ids.
 
 `--clinical cst,eye` gives each label an equal share of the loss; `--clinical bcva=0.3,cst=0.7`
-sets the weights of the seed paper's linear combination. Values are classes by exact value (the
-paper's choice: integer letters and µm) or, with `--bins N`, by N quantile bins of the pool.
+sets the weights of the seed paper's linear combination; `--clinical cst,simclr=0.5` adds SimCLR's
+instance term (each B-scan its own class) with weight 0.5 and gives CST the rest. Values are
+classes by exact value (the paper's choice: integer letters and µm) or, with `--bins N`, by N
+quantile bins of the pool.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import pandas as pd
 
 from octbench.errors import OctbenchError, closest
 
+INSTANCE_TERM = "simclr"  # not a column: every B-scan is its own class (SimCLR's NT-Xent)
+
 
 def parse_clinical_spec(spec: str, columns) -> tuple[tuple[str, float], ...]:
     """'bcva=0.3,cst=0.7' -> (('BCVA', 0.3), ('CST', 0.7)), matching cohort columns by name
-    regardless of case; unweighted labels share the loss equally."""
-    by_lower = {str(c).lower(): str(c) for c in columns}
+    regardless of case. Labels without a weight share equally what the given weights leave of 1."""
+    by_lower = {str(c).lower(): str(c) for c in columns} | {INSTANCE_TERM: INSTANCE_TERM}
     parsed = []
     for item in (part.strip() for part in spec.split(",")):
         if not item:
@@ -26,7 +30,7 @@ def parse_clinical_spec(spec: str, columns) -> tuple[tuple[str, float], ...]:
         if column is None:
             raise OctbenchError(f"--clinical names {name.strip()!r}, which the cohort lacks"
                                 f"{closest(name.strip(), by_lower.values())}; "
-                                f"clinical columns: {', '.join(by_lower.values())}")
+                                f"choose from: {', '.join(by_lower.values())}")
         try:
             weight = float(weight_text) if weight_text else None
         except ValueError:
@@ -37,11 +41,14 @@ def parse_clinical_spec(spec: str, columns) -> tuple[tuple[str, float], ...]:
     names = [c for c, _ in parsed]
     if len(set(names)) != len(names):
         raise OctbenchError(f"--clinical {spec!r} names a label twice")
-    if all(w is None for _, w in parsed):
-        return tuple((c, 1.0 / len(parsed)) for c, _ in parsed)
-    if any(w is None for _, w in parsed):
-        raise OctbenchError(f"--clinical {spec!r}: give a weight to every label or to none")
-    return tuple(parsed)
+    unweighted = [c for c, w in parsed if w is None]
+    if not unweighted:
+        return tuple(parsed)
+    left = 1.0 - sum(w for _, w in parsed if w is not None)
+    if left <= 0:
+        raise OctbenchError(f"--clinical {spec!r}: the given weights leave nothing of 1 for "
+                            f"{', '.join(unweighted)}; weight every label or lower the others")
+    return tuple((c, left / len(unweighted) if w is None else w) for c, w in parsed)
 
 
 def class_ids(values: pd.Series, bins: int | None = None) -> np.ndarray:
@@ -56,7 +63,9 @@ def class_ids(values: pd.Series, bins: int | None = None) -> np.ndarray:
 
 
 def clinical_class_matrix(rows: pd.DataFrame, clinical, bins: int | None) -> np.ndarray:
-    """(n_rows, n_labels) class ids for the (column, weight) pairs of a parsed spec."""
-    if not clinical:
+    """(n_rows, n_labels) class ids for the clinical columns of a parsed spec (the instance term
+    needs none)."""
+    columns = [column for column, _ in clinical if column != INSTANCE_TERM]
+    if not columns:
         return np.zeros((len(rows), 0), dtype=np.int64)
-    return np.stack([class_ids(rows[column], bins) for column, _ in clinical], axis=1)
+    return np.stack([class_ids(rows[column], bins) for column in columns], axis=1)

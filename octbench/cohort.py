@@ -15,6 +15,8 @@ import pandas as pd
 from octbench import BIOMARKERS
 
 PARTS = ("pool", "train", "val", "test")
+# Bookkeeping columns; every other non-biomarker column is a clinical value --clinical may name.
+STRUCTURAL_COLUMNS = ("sample_id", "image", "split", "in_pool", "labelled")
 
 
 @dataclass
@@ -29,6 +31,11 @@ class Cohort:
         if name not in PARTS:
             raise ValueError(f"unknown cohort part {name!r}; expected one of {PARTS}")
         return self.table[(self.table["split"] == name) & self.table["labelled"]]
+
+    def clinical_columns(self) -> list[str]:
+        """Columns that can serve as contrastive classes: BCVA, CST, eye, patient, and any other
+        value the cohort carries per B-scan (visit, slice, a user's age or DRSS column)."""
+        return [c for c in self.table.columns if c not in STRUCTURAL_COLUMNS and c not in BIOMARKERS]
 
     def images_of(self, rows: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.images[rows["image"].to_numpy()])

@@ -27,8 +27,6 @@ from octbench.splits import leakage_report
 from octbench.stats import bootstrap_aurocs, percentile_interval
 from octbench.training import InMemoryBatches, pretrain
 
-CLINICAL_COLUMNS = ("BCVA", "CST", "eye", "patient")
-
 
 @dataclass
 class RunRequest:
@@ -51,14 +49,14 @@ def load_cohort(benchmark: Benchmark, cache_dir: Path | None) -> Cohort:
     return simulated_cohort(benchmark.cohort, cache_dir)
 
 
-def method_options(method_cls: type[Method], request: RunRequest) -> MethodOptions:
+def method_options(method_cls: type[Method], request: RunRequest, clinical_columns: list[str]) -> MethodOptions:
     if not method_cls.takes_clinical:
         if request.clinical or request.bins:
             raise OctbenchError(f"method {method_cls.name!r} does not use clinical labels; "
                                 "--clinical and --bins apply to clinical-supcon")
         return MethodOptions()
     spec = request.clinical or method_cls.default_clinical
-    return MethodOptions(clinical=parse_clinical_spec(spec, CLINICAL_COLUMNS), bins=request.bins)
+    return MethodOptions(clinical=parse_clinical_spec(spec, clinical_columns), bins=request.bins)
 
 
 def run_id(request: RunRequest, method_cls: type[Method], options: MethodOptions) -> str:
@@ -123,14 +121,14 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     started = time.perf_counter()
     benchmark = request.benchmark
     method_cls = get_method(request.method, request.methods_dirs)
-    options = method_options(method_cls, request)
+    cohort = load_cohort(benchmark, request.cache_dir)  # cached after the first run: cheap
+    timing = {"cohort_s": time.perf_counter() - started}
+    options = method_options(method_cls, request, cohort.clinical_columns())
     identity = run_id(request, method_cls, options)
     final = Path(request.out) / "runs" / identity
     if not request.force and (existing := load_metrics(final)) is not None:
         return final, existing, True
 
-    cohort = load_cohort(benchmark, request.cache_dir)
-    timing = {"cohort_s": time.perf_counter() - started}
     pl.seed_everything(request.seed, verbose=False)  # the untrained backbone and heads depend on it
     backbone, feature_dim = create_backbone(benchmark.backbone)
     method = method_cls(backbone, feature_dim, options)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from octbench.clinical import class_ids, parse_clinical_spec
+from octbench.clinical import class_ids, clinical_class_matrix, parse_clinical_spec
 from octbench.errors import OctbenchError
 
 COLUMNS = ["BCVA", "CST", "eye", "patient"]
@@ -19,13 +19,29 @@ def test_weights_and_case_insensitive_names():
 @pytest.mark.parametrize("spec, message", [
     ("bvca", "did you mean 'BCVA'"),
     ("bcva=x", "not a number"),
-    ("bcva=0.3,cst", "every label or to none"),
+    ("bcva=0.6,cst=0.5,eye", "leave nothing of 1 for eye"),
     ("cst,cst", "twice"),
     ("bcva=-1", "positive"),
 ])
 def test_bad_specs_are_refused_with_the_reason(spec, message):
     with pytest.raises(OctbenchError, match=message):
         parse_clinical_spec(spec, COLUMNS)
+
+
+def test_unweighted_labels_share_what_the_weights_leave_and_simclr_is_a_term():
+    assert parse_clinical_spec("cst,simclr=0.5", COLUMNS) == (("CST", 0.5), ("simclr", 0.5))
+    parsed = parse_clinical_spec("bcva,cst,simclr=0.2", COLUMNS)
+    assert [c for c, _ in parsed] == ["BCVA", "CST", "simclr"]
+    np.testing.assert_allclose([w for _, w in parsed], [0.4, 0.4, 0.2])
+
+
+def test_any_cohort_column_can_be_a_class_and_the_instance_term_needs_no_column():
+    rows = pd.DataFrame({"BCVA": [80, 80, 75], "DRSS": [35, 43, 35]})
+    clinical = parse_clinical_spec("drss,simclr,bcva", ["BCVA", "DRSS"])
+    matrix = clinical_class_matrix(rows, clinical, bins=None)
+    assert matrix.shape == (3, 2)
+    assert matrix[0, 0] == matrix[2, 0] != matrix[1, 0]  # DRSS 35, 43, 35
+    assert matrix[0, 1] == matrix[1, 1] != matrix[2, 1]  # BCVA 80, 80, 75
 
 
 def test_exact_value_classes_and_quantile_bins():

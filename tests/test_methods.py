@@ -12,30 +12,37 @@ from octbench.clinical import parse_clinical_spec
 from octbench.errors import OctbenchError
 from octbench.method import MethodOptions
 from octbench.registry import discover_methods, get_method
-from octbench.run import CLINICAL_COLUMNS
 
 REGISTRY = discover_methods()
 TRAINED = sorted(name for name, cls in REGISTRY.items() if cls.n_views > 0)
+# Presets differ from their parent method only in the default --clinical.
+PRESETS = sorted(name for name, cls in REGISTRY.items() if cls.__bases__[0] in REGISTRY.values())
+DISTINCT = [name for name in TRAINED if name not in PRESETS]
 MOMENTUM = sorted(name for name, cls in REGISTRY.items() if cls.momentum is not None)
+
+
+COLUMNS = ["BCVA", "CST", "eye", "patient"]
 
 
 def build(name: str, seed: int = 0):
     torch.manual_seed(seed)
     cls = REGISTRY[name]
-    clinical = parse_clinical_spec(cls.default_clinical, CLINICAL_COLUMNS) if cls.takes_clinical else ()
+    clinical = parse_clinical_spec(cls.default_clinical, COLUMNS) if cls.takes_clinical else ()
     backbone, dim = create_backbone("resnet18")
     return cls(backbone, dim, MethodOptions(clinical=clinical))
 
 
-def tiny_batch(n: int = 16, size: int = 32, seed: int = 0) -> dict:
+def tiny_batch(n: int = 16, size: int = 32, seed: int = 0, n_labels: int = 3) -> dict:
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, size, size), generator=generator, dtype=torch.uint8)
     return {"image": to_normalized_float(images),
-            "labels": torch.randint(0, 3, (n, 2), generator=generator),  # two clinical columns
+            "labels": torch.randint(0, 3, (n, n_labels), generator=generator),  # clinical class ids
             "biomarkers": torch.randint(0, 2, (n, 6), generator=generator).float()}
 
 
 def train_steps(method, batch: dict, steps: int, fixed_views: bool) -> list[float]:
+    n_labels = len(getattr(method, "label_weights", []))
+    batch = dict(batch, labels=batch["labels"][:, :n_labels])
     optimizer = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=1e-3)
     method.train()
     torch.manual_seed(1)
@@ -69,11 +76,32 @@ def test_two_training_steps_give_finite_losses_and_change_the_backbone(name):
     assert any(not torch.equal(a, b) for a, b in zip(before, method.backbone.parameters()))
 
 
-@pytest.mark.parametrize("name", TRAINED)
+@pytest.mark.parametrize("name", DISTINCT)
 def test_loss_falls_on_one_fixed_batch(name):
     losses = train_steps(build(name), tiny_batch(), steps=40, fixed_views=True)
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < first, f"{name}: loss {first:.4f} -> {last:.4f}"
+
+
+def test_clinical_presets_are_registered_with_their_labels():
+    assert {"clinical-supcon-bcva", "clinical-supcon-cst", "clinical-supcon-eye",
+            "clinical-supcon-bcva-cst-eye"} <= set(PRESETS)
+    assert build("clinical-supcon-bcva-cst-eye").label_weights == pytest.approx([1 / 3] * 3)
+
+
+def test_simclr_term_joins_the_clinical_terms():
+    backbone, dim = create_backbone("resnet18")
+    options = MethodOptions(clinical=parse_clinical_spec("cst,simclr=0.5", COLUMNS))
+    method = REGISTRY["clinical-supcon"](backbone, dim, options)
+    assert method.label_weights == [0.5] and method.instance_weight == 0.5
+    batch = tiny_batch()
+    views = [batch["image"], batch["image"].flip(-1)]
+    with torch.no_grad():
+        both = method.training_loss(views, dict(batch, labels=batch["labels"][:, :1]))
+        method.instance_weight = 0.0
+        clinical_only = method.training_loss(views, dict(batch, labels=batch["labels"][:, :1]))
+        instance = method.instance_loss(*(method.projection_head(method.backbone(v)) for v in views))
+    torch.testing.assert_close(both, clinical_only + 0.5 * instance)
 
 
 @pytest.mark.parametrize("name", MOMENTUM)
