@@ -16,9 +16,12 @@ DESCRIPTION = """\
 octbench: which pretraining gives the best OCT biomarker detector?
 
   octbench run --method clinical-supcon     pretrain, probe and record one run
+  octbench compare                          run every missing cell of a benchmark, then report
+  octbench report                           rebuild leaderboards and figures from existing runs
   octbench list                             methods and benchmarks
 
-Results go to results/runs/<run-id>/ (config.json, metrics.json, predictions.csv, backbone.pt).
+Runs go to results/runs/<run-id>/ (config.json, metrics.json, predictions.csv, backbone.pt);
+leaderboards and figures to results/<benchmark>/.
 """
 
 
@@ -35,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--benchmark", default="default",
                      help="benchmark name from 'octbench list' or a path to a .toml file (default: default)")
     run.add_argument("--clinical", help="clinical-supcon: labels and weights, e.g. 'bcva,cst' or "
-                                        "'bcva=0.3,cst=0.7' (columns: BCVA, CST, eye, patient)")
+                                        "'bcva=0.3,cst=0.7', any clinical column of the cohort (BCVA, CST, eye, "
+                                        "patient, ...); add 'simclr=0.5' for SimCLR's instance term")
     run.add_argument("--bins", type=int, help="clinical-supcon: classes from N quantile bins instead of "
                                               "exact values")
     run.add_argument("--seed", type=int, default=0, help="training seed (default 0); the cohort is fixed by "
@@ -47,7 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also load methods from DIR (repeatable; or set OCTBENCH_METHODS)")
     run.add_argument("--cache-dir", type=Path, help="where cohorts are cached (default: $OCTBENCH_CACHE or "
                                                      "~/.cache/octbench)")
+    run.add_argument("--label-fraction", type=float, default=1.0,
+                     help="share of training patients whose biomarker labels the probe uses (default 1.0)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    compare = commands.add_parser(
+        "compare", help="run the missing cells of a benchmark, then write its leaderboard and figures",
+        description="Run every (method, seed, label fraction) cell of a benchmark that has no complete run "
+                    "record yet (finished cells are reused, so an interrupted compare resumes), then write "
+                    "results/<benchmark>/: leaderboard.md/.csv/.tex and figures.")
+    compare.add_argument("--benchmark", default="default", help="benchmark name or .toml path (default: default)")
+    compare.add_argument("--methods", nargs="+", help="methods to compare (default: the benchmark's list)")
+    compare.add_argument("--seeds", type=int, help="seeds 0..N-1 per cell (default: the benchmark's)")
+    compare.add_argument("--fractions", type=float, nargs="+", default=[1.0],
+                         help="label fractions, e.g. 0.05 0.1 0.25 1 (default: 1)")
+    compare.add_argument("--jobs", type=int, default=1, help="cells run at once, each with cores/J threads")
+    compare.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    compare.add_argument("--methods-dir", action="append", default=[], metavar="DIR")
+    compare.add_argument("--cache-dir", type=Path, help="where cohorts are cached")
+    compare.add_argument("--no-embedding", action="store_true", help="skip the t-SNE figure")
+
+    report = commands.add_parser("report", help="rebuild leaderboards and figures from existing runs",
+                                 description="Aggregate every complete run record of a benchmark into "
+                                             "results/<benchmark>/ without training anything.")
+    report.add_argument("--benchmark", default="default", help="benchmark name or .toml path (default: default)")
+    report.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    report.add_argument("--no-embedding", action="store_true", help="skip the t-SNE figure")
 
     listing = commands.add_parser("list", help="show methods and benchmarks")
     listing.add_argument("--methods-dir", action="append", default=[], metavar="DIR")
@@ -73,21 +102,49 @@ def command_run(args) -> None:
     benchmark = with_overrides(load_benchmark(args.benchmark), steps=args.steps)
     request = RunRequest(benchmark=benchmark, method=args.method, clinical=args.clinical, bins=args.bins,
                          seed=args.seed, out=args.out, force=args.force, methods_dirs=args.methods_dir,
-                         cache_dir=args.cache_dir, progress=not args.no_progress)
+                         cache_dir=args.cache_dir, progress=not args.no_progress,
+                         label_fraction=args.label_fraction)
     run_dir, metrics, reused = execute(request)
     print(format_result(run_dir, metrics, reused))
+
+
+def command_compare(args) -> None:
+    from octbench.benchmark import load_benchmark
+    from octbench.compare import run_cells
+    from octbench.report import build_report
+
+    benchmark = load_benchmark(args.benchmark)
+    methods = args.methods or list(benchmark.methods)
+    if not methods:
+        raise OctbenchError(f"benchmark {benchmark.name!r} names no methods; pass --methods")
+    run_cells(benchmark, methods, range(args.seeds or benchmark.seeds), args.fractions, args.out,
+              jobs=args.jobs, methods_dirs=args.methods_dir, cache_dir=args.cache_dir)
+    folder = build_report(args.out, benchmark, embedding=not args.no_embedding)
+    print((folder / "leaderboard.md").read_text())
+    print(f"report: {folder}")
+
+
+def command_report(args) -> None:
+    from octbench.benchmark import load_benchmark
+    from octbench.report import build_report
+
+    folder = build_report(args.out, load_benchmark(args.benchmark), embedding=not args.no_embedding)
+    print((folder / "leaderboard.md").read_text())
+    print(f"report: {folder}")
 
 
 def command_list(args) -> None:
     from octbench.benchmark import available_benchmarks, load_benchmark
     from octbench.registry import discover_methods
 
+    methods = discover_methods(args.methods_dir)
+    width = max(map(len, [*methods, *available_benchmarks()]))
     print("methods:")
-    for name, cls in sorted(discover_methods(args.methods_dir).items()):
-        print(f"  {name:<16} {cls.description}\n  {'':<16} [{cls.paper}]")
+    for name, cls in sorted(methods.items()):
+        print(f"  {name:<{width}}  {cls.description}\n  {'':<{width}}  [{cls.paper}]")
     print("benchmarks:")
     for name in available_benchmarks():
-        print(f"  {name:<16} {load_benchmark(name).description}")
+        print(f"  {name:<{width}}  {load_benchmark(name).description}")
 
 
 def quiet_libraries() -> None:
@@ -102,7 +159,7 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
-    commands = {"run": command_run, "list": command_list}
+    commands = {"run": command_run, "compare": command_compare, "report": command_report, "list": command_list}
     try:
         commands[args.command](args)
     except OctbenchError as error:

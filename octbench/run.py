@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 from sklearn.metrics import roc_auc_score
 
 from octbench import BIOMARKERS
@@ -20,7 +23,15 @@ from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
 from octbench.evaluate import extract_features, linear_probe
 from octbench.method import Method, MethodOptions
-from octbench.record import git_commit, load_metrics, package_versions, partial_dir, publish, write_run_record
+from octbench.record import (
+    BACKBONE_FILE,
+    git_commit,
+    load_metrics,
+    package_versions,
+    partial_dir,
+    publish,
+    write_run_record,
+)
 from octbench.registry import get_method
 from octbench.simulate.cohort import simulated_cohort
 from octbench.splits import leakage_report
@@ -40,6 +51,7 @@ class RunRequest:
     methods_dirs: list[str] = field(default_factory=list)
     cache_dir: Path | None = None
     progress: bool = True
+    label_fraction: float = 1.0  # share of training patients whose biomarker labels are used
 
 
 def load_cohort(benchmark: Benchmark, cache_dir: Path | None) -> Cohort:
@@ -67,23 +79,44 @@ def run_id(request: RunRequest, method_cls: type[Method], options: MethodOptions
         name += "-" + "-".join(f"{c.lower()}{w:g}" for c, w in options.clinical)
         name += f"-bins{options.bins}" if options.bins else ""
     schedule = f"_{b.pretrain.batch_size}xb-{b.pretrain.steps}s" if method_cls.n_views else ""
-    return f"{name}_{b.backbone}{schedule}_{b.name}_seed{request.seed}_lf1.0"
+    return f"{name}_{b.backbone}{schedule}_{b.name}_seed{request.seed}_lf{float(request.label_fraction)}"
 
 
-def pretraining_data(cohort: Cohort, method_cls: type[Method], options: MethodOptions) -> InMemoryBatches:
+def labelled_train_rows(cohort: Cohort, fraction: float, seed: int) -> pd.DataFrame:
+    """The biomarker-labelled training B-scans of a fraction of the training patients.
+
+    Patients are taken in one fixed random order, so every smaller set is nested in every larger
+    one and label-efficiency curves compare like with like. The prefix grows, if needed, until
+    every biomarker has both classes (its probe needs them)."""
+    rows = cohort.part("train")
+    if not 0 < fraction <= 1:
+        raise OctbenchError(f"label fraction {fraction} must be in (0, 1]")
+    if fraction == 1:
+        return rows
+    order = np.random.default_rng(seed).permutation(np.sort(rows["patient"].unique()))
+    for count in range(max(1, math.ceil(fraction * len(order))), len(order) + 1):
+        subset = rows[rows["patient"].isin(order[:count])]
+        if all(subset[b].nunique() == 2 for b in BIOMARKERS):
+            return subset
+    return rows
+
+
+def pretraining_data(cohort: Cohort, method_cls: type[Method], options: MethodOptions,
+                     train_rows: pd.DataFrame) -> InMemoryBatches:
     if method_cls.trains_on == "biomarkers":
-        rows = cohort.part("train")
+        rows = train_rows
         return InMemoryBatches(cohort.images_of(rows), clinical_class_matrix(rows, options.clinical, options.bins),
                                cohort.biomarkers_of(rows))
     rows = cohort.part("pool")
     return InMemoryBatches(cohort.images_of(rows), clinical_class_matrix(rows, options.clinical, options.bins))
 
 
-def evaluate(method: Method, cohort: Cohort, benchmark: Benchmark, seed: int) -> tuple[dict, pd.DataFrame, dict]:
+def evaluate(method: Method, cohort: Cohort, benchmark: Benchmark, seed: int,
+             train_rows: pd.DataFrame) -> tuple[dict, pd.DataFrame, dict]:
     """Probe the frozen encoder; metrics (without run identity), predictions and timings."""
     timing = {}
     start = time.perf_counter()
-    rows = {split: cohort.part(split) for split in ("train", "val", "test")}
+    rows = {"train": train_rows, "val": cohort.part("val"), "test": cohort.part("test")}
     features = {split: extract_features(method, cohort.images_of(r)) for split, r in rows.items()}
     labels = {split: cohort.biomarkers_of(r) for split, r in rows.items()}
     timing["features_s"] = time.perf_counter() - start
@@ -103,6 +136,8 @@ def evaluate(method: Method, cohort: Cohort, benchmark: Benchmark, seed: int) ->
         "auroc_ci": {b: list(percentile_interval(samples[:, j])) for j, b in enumerate(BIOMARKERS)},
         "mean_auroc_ci": list(percentile_interval(samples.mean(axis=1))),
         "probe": chosen,
+        "n_train_scans": len(train_rows),
+        "n_train_patients": int(train_rows["patient"].nunique()),
         "n_test_scans": len(test),
         "n_test_patients": int(test["patient"].nunique()),
     }
@@ -135,24 +170,44 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     work = partial_dir(final)
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    if method_cls.n_views > 0:
-        pretrain(method, pretraining_data(cohort, method_cls, options), benchmark.pretrain, request.seed, work,
-                 progress=request.progress)
+    train_rows = labelled_train_rows(cohort, request.label_fraction, benchmark.cohort.seed)
+    donor = pretrained_sibling(final, method_cls)
+    if donor is not None:  # the same pretraining, recorded at another label fraction
+        method.backbone.load_state_dict(torch.load(donor / BACKBONE_FILE, map_location="cpu"))
+        shutil.copy(donor / "pretrain_log.csv", work / "pretrain_log.csv")
+
+    elif method_cls.n_views > 0:
+        pretrain(method, pretraining_data(cohort, method_cls, options, train_rows), benchmark.pretrain,
+                 request.seed, work, progress=request.progress)
     timing["pretrain_s"] = time.perf_counter() - start
-    metrics, predictions, eval_timing = evaluate(method, cohort, benchmark, request.seed)
+    metrics, predictions, eval_timing = evaluate(method, cohort, benchmark, request.seed, train_rows)
     timing.update(eval_timing)
     timing["total_s"] = time.perf_counter() - started
     metrics = {"run_id": identity, "method": method_cls.name, "benchmark": benchmark.name, "seed": request.seed,
-               "label_fraction": 1.0, **metrics, "timing": {k: round(v, 2) for k, v in timing.items()}}
+               "label_fraction": request.label_fraction, **metrics,
+               "timing": {k: round(v, 2) for k, v in timing.items()}}
     config = {
         "run_id": identity, "method": method_cls.name, "method_paper": method_cls.paper,
         "clinical": [list(pair) for pair in options.clinical], "bins": options.bins, "seed": request.seed,
+        "label_fraction": request.label_fraction, "pretraining_reused_from": donor and donor.name,
         "benchmark": benchmark.to_dict(), "splits": cohort.split_patients(),
         "leakage": leakage_report(cohort.table), "versions": package_versions(), "git_commit": git_commit(),
     }
     write_run_record(work, config, metrics, predictions, method.backbone)
     publish(work, final)
     return final, metrics, False
+
+
+def pretrained_sibling(final: Path, method_cls: type[Method]) -> Path | None:
+    """A complete run that differs from this one only in label fraction and whose pretraining
+    did not see biomarker labels: its backbone is exactly what this run would train."""
+    if method_cls.n_views == 0 or method_cls.trains_on != "pool" or method_cls.encode is not Method.encode:
+        return None
+    stem = final.name.rsplit("_lf", 1)[0]
+    for sibling in sorted(final.parent.glob(f"{stem}_lf*")):
+        if sibling != final and (sibling / "metrics.json").exists() and (sibling / BACKBONE_FILE).exists():
+            return sibling
+    return None
 
 
 def with_overrides(benchmark: Benchmark, steps: int | None = None) -> Benchmark:

@@ -56,3 +56,38 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
     tail = (1.0 - level) / 2 * 100
     lo, hi = np.nanpercentile(samples, [tail, 100 - tail])
     return float(lo), float(hi)
+
+
+def seed_averaged_mean_auroc(y_true: np.ndarray, scores_per_seed: list[np.ndarray],
+                             weights: np.ndarray) -> np.ndarray:
+    """(r,) mean-over-biomarkers AUROC, averaged over seeds, under each row of `weights`.
+
+    y_true: (n, k); scores_per_seed: one (n, k) array per seed, all on the same n test B-scans.
+    """
+    per_seed = [np.nanmean([weighted_auroc(y_true[:, j], scores[:, j], weights) for j in range(y_true.shape[1])],
+                           axis=0) for scores in scores_per_seed]
+    return np.mean(per_seed, axis=0)
+
+
+def paired_bootstrap_p(samples_a: np.ndarray, samples_b: np.ndarray) -> float:
+    """Two-sided p-value of 'A and B differ', from bootstrap samples drawn with the same patient
+    resamples for both (paired): twice the share of resamples on the minority side of zero."""
+    difference = samples_a - samples_b
+    difference = difference[~np.isnan(difference)]
+    if np.all(difference == 0):
+        return 1.0
+    # +1 in numerator and denominator: a bootstrap p-value is never exactly zero.
+    below = (np.sum(difference <= 0) + 1) / (len(difference) + 1)
+    above = (np.sum(difference >= 0) + 1) / (len(difference) + 1)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def holm_adjust(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: controls the family-wise error over the comparisons."""
+    order = np.argsort(p_values)
+    adjusted = np.empty(len(p_values))
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
