@@ -40,6 +40,9 @@ class PretrainSpec:
     warmup_fraction: float = 0.1
 
 
+PROTOCOLS = ("linear", "linear-sgd", "knn")  # see octbench/evaluate.py
+
+
 @dataclass(frozen=True)
 class EvaluateSpec:
     protocol: str = "linear"
@@ -73,6 +76,8 @@ def build_section(kind, values: dict, where: str):
             raise OctbenchError(f"{where}: unknown key {key!r}{closest(key, known)}; "
                                 f"known keys: {', '.join(sorted(known))}")
     converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if kind is EvaluateSpec and converted.get("protocol", "linear") not in PROTOCOLS:
+        raise OctbenchError(f"{where}: protocol {converted['protocol']!r} is not one of {', '.join(PROTOCOLS)}")
     return kind(**converted)
 
 

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from octbench import BIOMARKERS
+from octbench.benchmark import PROTOCOLS
 from octbench.errors import OctbenchError
 
 DESCRIPTION = """\
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also load methods from DIR (repeatable; or set OCTBENCH_METHODS)")
     run.add_argument("--cache-dir", type=Path, help="where cohorts are cached (default: $OCTBENCH_CACHE or "
                                                      "~/.cache/octbench)")
+    run.add_argument("--protocol", choices=PROTOCOLS,
+                     help="probe: linear (logistic regression per biomarker, default), linear-sgd (the seed "
+                          "paper's multi-label head, 25 epochs of SGD) or knn")
     run.add_argument("--label-fraction", type=float, default=1.0,
                      help="share of training patients whose biomarker labels the probe uses (default 1.0)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -65,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=int, help="seeds 0..N-1 per cell (default: the benchmark's)")
     compare.add_argument("--fractions", type=float, nargs="+", default=[1.0],
                          help="label fractions, e.g. 0.05 0.1 0.25 1 (default: 1)")
+    compare.add_argument("--protocol", choices=PROTOCOLS, help="probe protocol (default: the benchmark's)")
     compare.add_argument("--jobs", type=int, default=1, help="cells run at once, each with cores/J threads")
     compare.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
     compare.add_argument("--methods-dir", action="append", default=[], metavar="DIR")
@@ -99,7 +104,7 @@ def command_run(args) -> None:
     from octbench.benchmark import load_benchmark
     from octbench.run import RunRequest, execute, with_overrides
 
-    benchmark = with_overrides(load_benchmark(args.benchmark), steps=args.steps)
+    benchmark = with_overrides(load_benchmark(args.benchmark), steps=args.steps, protocol=args.protocol)
     request = RunRequest(benchmark=benchmark, method=args.method, clinical=args.clinical, bins=args.bins,
                          seed=args.seed, out=args.out, force=args.force, methods_dirs=args.methods_dir,
                          cache_dir=args.cache_dir, progress=not args.no_progress,
@@ -112,8 +117,9 @@ def command_compare(args) -> None:
     from octbench.benchmark import load_benchmark
     from octbench.compare import run_cells
     from octbench.report import build_report
+    from octbench.run import with_overrides
 
-    benchmark = load_benchmark(args.benchmark)
+    benchmark = with_overrides(load_benchmark(args.benchmark), protocol=args.protocol)
     methods = args.methods or list(benchmark.methods)
     if not methods:
         raise OctbenchError(f"benchmark {benchmark.name!r} names no methods; pass --methods")

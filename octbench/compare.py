@@ -46,7 +46,7 @@ def run_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, jobs: 
         method, seed, fraction = cell
         argv = [sys.executable, "-m", "octbench.cli", "run", "--method", method, "--seed", str(seed),
                 "--label-fraction", str(fraction), "--benchmark", benchmark.path or benchmark.name,
-                "--out", str(out), "--no-progress"]
+                "--protocol", benchmark.evaluate.protocol, "--out", str(out), "--no-progress"]
         argv += [a for d in methods_dirs for a in ("--methods-dir", d)]
         argv += ["--cache-dir", str(cache_dir)] if cache_dir else []
         done = subprocess.run(argv, env=environment, capture_output=True, text=True)

@@ -41,8 +41,11 @@ class RunResult:
 
     @property
     def label(self) -> str:
-        """The method as the table names it: name plus clinical labels, e.g. clinical-supcon-bcva0.5-cst0.5."""
-        return self.metrics["run_id"].split("_")[0]
+        """The method as the table names it: name plus clinical labels, e.g. clinical-supcon-bcva0.5-cst0.5,
+        plus the probe protocol when it is not the default linear one."""
+        name = self.metrics["run_id"].split("_")[0]
+        protocol = self.metrics.get("protocol", "linear")
+        return name if protocol == "linear" else f"{name} ({protocol})"
 
     @property
     def cell(self) -> tuple[str, float]:

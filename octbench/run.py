@@ -21,7 +21,7 @@ from octbench.benchmark import Benchmark
 from octbench.clinical import clinical_class_matrix, parse_clinical_spec
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
-from octbench.evaluate import extract_features, linear_probe
+from octbench.evaluate import PROBES, extract_features, linear_probe
 from octbench.method import Method, MethodOptions
 from octbench.record import (
     BACKBONE_FILE,
@@ -79,7 +79,8 @@ def run_id(request: RunRequest, method_cls: type[Method], options: MethodOptions
         name += "-" + "-".join(f"{c.lower()}{w:g}" for c, w in options.clinical)
         name += f"-bins{options.bins}" if options.bins else ""
     schedule = f"_{b.pretrain.batch_size}xb-{b.pretrain.steps}s" if method_cls.n_views else ""
-    return f"{name}_{b.backbone}{schedule}_{b.name}_seed{request.seed}_lf{float(request.label_fraction)}"
+    protocol = "" if b.evaluate.protocol == "linear" else f"_{b.evaluate.protocol}"  # the default stays implicit
+    return f"{name}_{b.backbone}{schedule}_{b.name}_seed{request.seed}_lf{float(request.label_fraction)}{protocol}"
 
 
 def labelled_train_rows(cohort: Cohort, fraction: float, seed: int) -> pd.DataFrame:
@@ -121,7 +122,11 @@ def evaluate(method: Method, cohort: Cohort, benchmark: Benchmark, seed: int,
     labels = {split: cohort.biomarkers_of(r) for split, r in rows.items()}
     timing["features_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    scores, chosen = linear_probe(features, labels, benchmark.evaluate.probe_c, seed)
+    protocol = benchmark.evaluate.protocol
+    if protocol == "linear":
+        scores, chosen = linear_probe(features, labels, benchmark.evaluate.probe_c, seed)
+    else:
+        scores, chosen = PROBES[protocol](features, labels, seed=seed)
     timing["probe_s"] = time.perf_counter() - start
     start = time.perf_counter()
     test = rows["test"]
@@ -203,14 +208,16 @@ def pretrained_sibling(final: Path, method_cls: type[Method]) -> Path | None:
     did not see biomarker labels: its backbone is exactly what this run would train."""
     if method_cls.n_views == 0 or method_cls.trains_on != "pool" or method_cls.encode is not Method.encode:
         return None
-    stem = final.name.rsplit("_lf", 1)[0]
+    stem = final.name.rsplit("_lf", 1)[0]  # the same pretraining at any fraction or protocol
     for sibling in sorted(final.parent.glob(f"{stem}_lf*")):
         if sibling != final and (sibling / "metrics.json").exists() and (sibling / BACKBONE_FILE).exists():
             return sibling
     return None
 
 
-def with_overrides(benchmark: Benchmark, steps: int | None = None) -> Benchmark:
-    if steps is None:
-        return benchmark
-    return dataclasses.replace(benchmark, pretrain=dataclasses.replace(benchmark.pretrain, steps=steps))
+def with_overrides(benchmark: Benchmark, steps: int | None = None, protocol: str | None = None) -> Benchmark:
+    if steps is not None:
+        benchmark = dataclasses.replace(benchmark, pretrain=dataclasses.replace(benchmark.pretrain, steps=steps))
+    if protocol is not None:
+        benchmark = dataclasses.replace(benchmark, evaluate=dataclasses.replace(benchmark.evaluate, protocol=protocol))
+    return benchmark
