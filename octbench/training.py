@@ -8,13 +8,16 @@ whole batch at once.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from octbench.augment import ViewAugmentation, to_normalized_float
 from octbench.benchmark import PretrainSpec
@@ -39,10 +42,39 @@ class InMemoryBatches(Dataset):
         return batch
 
 
-def batch_loader(dataset: InMemoryBatches, batch_size: int, seed: int) -> DataLoader:
+class StepBatches(Sampler):
+    """Batches of row indices for training steps start..total-1, the same batches whatever step
+    training (re)starts from, so a resumed run sees exactly what an uninterrupted one would.
+
+    Each epoch is a fresh permutation from one seeded generator (drop-last batches); the stream is
+    the one torch's RandomSampler inside a BatchSampler produces, which draws a second, unused
+    permutation at the end of every epoch."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, total: int, start: int = 0):
+        self.n, self.batch_size, self.seed, self.total, self.start = n, batch_size, seed, total, start
+        self.per_epoch = n // batch_size
+
+    def __len__(self) -> int:
+        # The whole run is one Lightning epoch, so a restored batch counter (= step) stays aligned.
+        return self.total
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        epoch = -1
+        for step in range(self.total):
+            if step // self.per_epoch != epoch:
+                epoch = step // self.per_epoch
+                order = torch.randperm(self.n, generator=generator)
+                torch.randperm(self.n, generator=generator)  # the sampler's draw at StopIteration
+            if step >= self.start:
+                offset = (step % self.per_epoch) * self.batch_size
+                yield order[offset:offset + self.batch_size].tolist()
+
+
+def batch_loader(dataset: InMemoryBatches, batch_size: int, seed: int, total_steps: int,
+                 start_step: int = 0) -> DataLoader:
     batch_size = min(batch_size, len(dataset))
-    sampler = BatchSampler(RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)),
-                           batch_size, drop_last=True)
+    sampler = StepBatches(len(dataset), batch_size, seed, total_steps, start_step)
     return DataLoader(dataset, sampler=sampler, batch_size=None, pin_memory=torch.cuda.is_available())
 
 
@@ -72,6 +104,23 @@ class Pretraining(pl.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=True, batch_size=len(batch["image"]))
         return loss
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The augmentations draw from torch's global generators: saving their state makes a
+        # resumed run draw the same views as an uninterrupted one.
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.rng_to_restore = checkpoint.get("rng")
+
+    def on_train_start(self) -> None:
+        rng = getattr(self, "rng_to_restore", None)
+        if rng:  # after Lightning's own restore, right before the first resumed step
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
     def configure_optimizers(self):
         spec = self.spec
         decay = [p for p in self.method.parameters() if p.requires_grad and p.ndim > 1]
@@ -90,21 +139,55 @@ class Pretraining(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+CHECKPOINT_DIR = "checkpoints"
+
+
 def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed: int, work_dir: Path,
              progress: bool = True) -> None:
-    """Train `method` in place for `spec.steps` steps; the loss curve goes to work_dir/pretrain_log.csv."""
+    """Train `method` in place for `spec.steps` steps; the loss curve goes to work_dir/pretrain_log.csv.
+
+    A checkpoint is kept in work_dir/checkpoints about every tenth of the run; if one is there when
+    training starts (the run was killed), training continues from it and, on CPU, ends exactly
+    where an uninterrupted run would."""
     pl.seed_everything(seed, workers=True, verbose=False)
     method.to(memory_format=torch.channels_last)
     module = Pretraining(method, spec, method.augmentation)
+    resume, start = last_checkpoint(work_dir)
+    earlier_log = work_dir / "pretrain_log.partial.csv"
+    if resume and (work_dir / "metrics.csv").exists():
+        (work_dir / "metrics.csv").replace(earlier_log)  # the logger starts a new file
     on_gpu = torch.cuda.is_available()
+    checkpoints = ModelCheckpoint(dirpath=work_dir / CHECKPOINT_DIR, filename="last", save_top_k=0,
+                                  save_last=True, every_n_train_steps=max(1, min(100, spec.steps // 10)))
     trainer = pl.Trainer(
         max_steps=spec.steps, max_epochs=-1, accelerator="auto", devices=1,
         precision="bf16-mixed" if on_gpu else "32-true",
         deterministic=not on_gpu,  # bit-identical CPU runs; GPU keeps its fast kernels
         logger=CSVLogger(str(work_dir), name="", version=""), log_every_n_steps=max(1, min(5, spec.steps // 20)),
-        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+        callbacks=[checkpoints], enable_model_summary=False, enable_progress_bar=progress,
         default_root_dir=str(work_dir))
-    trainer.fit(module, batch_loader(dataset, spec.batch_size, seed))
+    trainer.fit(module, batch_loader(dataset, spec.batch_size, seed, spec.steps, start), ckpt_path=resume)
     method.cpu()
-    (work_dir / "metrics.csv").replace(work_dir / "pretrain_log.csv")
+    log = pd.read_csv(work_dir / "metrics.csv")
+    if earlier_log.exists():
+        before = pd.read_csv(earlier_log)
+        log = pd.concat([before[before["step"] < log["step"].min()], log], ignore_index=True)
+        earlier_log.unlink()
+    log.to_csv(work_dir / "pretrain_log.csv", index=False)
+    (work_dir / "metrics.csv").unlink()
     (work_dir / "hparams.yaml").unlink(missing_ok=True)
+    shutil.rmtree(work_dir / CHECKPOINT_DIR, ignore_errors=True)  # not part of the run record
+
+
+def last_checkpoint(work_dir: Path) -> tuple[str | None, int]:
+    """The checkpoint to resume from and its step, or (None, 0) for a fresh start."""
+    path = work_dir / CHECKPOINT_DIR / "last.ckpt"
+    if not path.exists():
+        return None, 0
+    try:
+        step = int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    except Exception:  # killed while writing it: start over rather than fail
+        path.unlink()
+        return None, 0
+    print(f"resuming pretraining from step {step} ({path})", flush=True)
+    return str(path), step
