@@ -36,12 +36,19 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
+    """HEAD of the checkout octbench runs from, with '-dirty' when it has uncommitted changes
+    (then the commit alone does not reproduce the run)."""
+    where = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=where)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, timeout=5, cwd=where)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+    commit = head.stdout.strip()
+    if not commit or head.returncode != 0:
+        return None
+    return commit + ("-dirty" if status.stdout.strip() else "")
 
 
 def write_json(path: Path, data: dict) -> None:
