@@ -156,6 +156,8 @@ def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed:
     earlier_log = work_dir / "pretrain_log.partial.csv"
     if resume and (work_dir / "metrics.csv").exists():
         (work_dir / "metrics.csv").replace(earlier_log)  # the logger starts a new file
+    elif not resume:
+        earlier_log.unlink(missing_ok=True)  # from an attempt whose checkpoint was unusable
     on_gpu = torch.cuda.is_available()
     checkpoints = ModelCheckpoint(dirpath=work_dir / CHECKPOINT_DIR, filename="last", save_top_k=0,
                                   save_last=True, every_n_train_steps=max(1, min(100, spec.steps // 10)))
@@ -185,8 +187,10 @@ def last_checkpoint(work_dir: Path) -> tuple[str | None, int]:
     if not path.exists():
         return None, 0
     try:
-        step = int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
-    except Exception:  # killed while writing it: start over rather than fail
+        # Loaded as Lightning will load it (weights only), so an unusable file is caught here.
+        step = int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+    except Exception as error:  # killed while writing it, or written by another version
+        print(f"cannot resume from {path} ({type(error).__name__}); starting pretraining over", flush=True)
         path.unlink()
         return None, 0
     print(f"resuming pretraining from step {step} ({path})", flush=True)
