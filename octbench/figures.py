@@ -40,7 +40,8 @@ def roc_curves(cell_scores: dict[str, tuple[np.ndarray, np.ndarray]], path: Path
     colours = sns.color_palette("tab20", len(cell_scores))
     for j, (biomarker, ax) in enumerate(zip(BIOMARKERS, axes.ravel())):
         for colour, (method, (y_true, y_score)) in zip(colours, cell_scores.items()):
-            fpr, tpr, _ = roc_curve(y_true[:, j], y_score[:, j])
+            scored = ~(np.isnan(y_true[:, j]) | np.isnan(y_score[:, j]))  # NaN: not in this biomarker's test set
+            fpr, tpr, _ = roc_curve(y_true[scored, j], y_score[scored, j])
             ax.plot(fpr, tpr, color=colour, linewidth=1.2, label=method)
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
         ax.set_title(biomarker)

@@ -48,11 +48,17 @@ class RunResult:
         return name if protocol == "linear" else f"{name} ({protocol})"
 
     @property
+    def commit(self) -> str:
+        config = self.folder / "config.json"
+        return (json.loads(config.read_text()).get("git_commit") if config.exists() else None) or "unknown"
+
+    @property
     def cell(self) -> tuple[str, float]:
         return self.label, float(self.metrics["label_fraction"])
 
     def score_table(self) -> pd.DataFrame:
-        """One row per test B-scan: patient, then y_true and y_score per biomarker."""
+        """One row per test B-scan: patient, then y_true and y_score per biomarker; NaN where a
+        B-scan does not count for a biomarker (OLIVES scores each on its balanced test set)."""
         wide = self.predictions.pivot(index=["sample_id", "patient"], columns="biomarker",
                                       values=["y_true", "y_score"])
         return wide.sort_index()
@@ -93,6 +99,12 @@ def aligned_scores(runs: list[RunResult], index: pd.Index) -> tuple[np.ndarray, 
     return y_true, [t["y_score"][list(BIOMARKERS)].to_numpy() for t in tables]
 
 
+def scored_auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """AUROC on the B-scans scored for this biomarker (NaN marks the others)."""
+    scored = ~(np.isnan(y_true) | np.isnan(y_score))
+    return float(roc_auc_score(y_true[scored], y_score[scored]))
+
+
 def leaderboard(runs: list[RunResult], n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per (method, label fraction): AUROC per biomarker and mean, as mean and std over
     seeds; a 95% patient-bootstrap interval of the seed-averaged mean AUROC; and, within each
@@ -107,7 +119,7 @@ def leaderboard(runs: list[RunResult], n_resamples: int = 1000, seed: int = 0) -
     rows, samples = [], {}
     for (label, fraction), cell_runs in cells.items():
         y_true, scores = aligned_scores(cell_runs, index)
-        per_seed = np.array([[roc_auc_score(y_true[:, j], s[:, j]) for j in range(len(BIOMARKERS))]
+        per_seed = np.array([[scored_auroc(y_true[:, j], s[:, j]) for j in range(len(BIOMARKERS))]
                              for s in scores])
         samples[label, fraction] = seed_averaged_mean_auroc(y_true, scores, weights)
         row = {"method": label, "label_fraction": fraction, "seeds": len(cell_runs)}
@@ -157,13 +169,16 @@ def format_delta(delta: float, p: float) -> str:
     return f"{delta:+.3f}{significance(p)} (p={p:.3f})" if p >= 0.001 else f"{delta:+.3f}* (p<0.001)"
 
 
-def markdown(table: pd.DataFrame, benchmark: str) -> str:
+def markdown(table: pd.DataFrame, benchmark: str, commits: list[str] = ()) -> str:
     lines = [f"# Leaderboard: {benchmark}", "",
              "Test AUROC per biomarker, mean ± std over seeds (linear probe on frozen features). "
              "`95% CI`: patient-bootstrap interval of the seed-averaged mean AUROC. "
              "`Δ best` (best pretraining method, baselines excluded) and `Δ simclr`: paired "
              "patient-bootstrap difference in mean AUROC, "
              "Holm-adjusted p-value within the label fraction; `*` marks p < 0.05.", ""]
+    if commits:
+        short = [c[:12] + ("-dirty" if c.endswith("-dirty") else "") for c in commits]
+        lines += ["Runs made at octbench commit(s): " + ", ".join(f"`{c}`" for c in short) + ".", ""]
     for fraction, part in table.groupby("label_fraction", sort=False):
         lines += [f"## Biomarker labels: {fraction:.0%} of training patients", "",
                   "| rank | method | seeds | " + " | ".join(BIOMARKERS) + " | mean | 95% CI | Δ best | Δ simclr |",

@@ -36,7 +36,7 @@ def build_report(out: Path, benchmark: Benchmark, n_resamples: int | None = None
     work = partial_dir(final)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    (work / "leaderboard.md").write_text(markdown(table, benchmark.name))
+    (work / "leaderboard.md").write_text(markdown(table, benchmark.name, sorted({run.commit for run in runs})))
     table.to_csv(work / "leaderboard.csv", index=False, float_format="%.6f")
     (work / "leaderboard.tex").write_text(latex(table))
 

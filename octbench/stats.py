@@ -63,9 +63,13 @@ def seed_averaged_mean_auroc(y_true: np.ndarray, scores_per_seed: list[np.ndarra
     """(r,) mean-over-biomarkers AUROC, averaged over seeds, under each row of `weights`.
 
     y_true: (n, k); scores_per_seed: one (n, k) array per seed, all on the same n test B-scans.
+    NaN in y_true or a score marks a B-scan that does not count for that biomarker: it gets weight 0.
     """
-    per_seed = [np.nanmean([weighted_auroc(y_true[:, j], scores[:, j], weights) for j in range(y_true.shape[1])],
-                           axis=0) for scores in scores_per_seed]
+    def auroc(scores: np.ndarray, j: int) -> np.ndarray:
+        scored = ~(np.isnan(y_true[:, j]) | np.isnan(scores[:, j]))
+        return weighted_auroc(np.nan_to_num(y_true[:, j]), np.nan_to_num(scores[:, j]), weights * scored)
+
+    per_seed = [np.nanmean([auroc(scores, j) for j in range(y_true.shape[1])], axis=0) for scores in scores_per_seed]
     return np.mean(per_seed, axis=0)
 
 
