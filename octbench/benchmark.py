@@ -16,6 +16,8 @@ import tomllib
 
 from octbench.errors import OctbenchError, closest
 
+SOURCES = ("simulated", "olives", "table", "folder")  # see load_cohort in octbench/run.py
+
 
 @dataclass(frozen=True)
 class CohortSpec:
@@ -28,6 +30,15 @@ class CohortSpec:
     train_scans: int = 2000
     val_scans: int = 800
     test_scans: int = 3000
+    # Sources read from files (olives, table, folder); the simulated cohort ignores these.
+    tables: str = ""  # olives: folder of the label tables (the official code's final_csvs_1)
+    table: str = ""  # table: the CSV, one row per B-scan
+    image_root: str = ""  # relative image paths are joined to it; folder: the class folders
+    columns: dict = field(default_factory=dict)  # table: cohort name -> CSV header, where they differ
+    labels: tuple = ()  # table: label columns (default: the six canonical biomarkers)
+    clinical: tuple = ()  # table: further clinical columns kept for --clinical
+    limit: int = 0  # keep at most this many rows per table, across patients (0: all)
+    validation_fraction: float = 0.15  # olives, folder: training patients set aside for validation
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,9 @@ def build_section(kind, values: dict, where: str):
             raise OctbenchError(f"{where}: unknown key {key!r}{closest(key, known)}; "
                                 f"known keys: {', '.join(sorted(known))}")
     converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if kind is CohortSpec and converted.get("source", "simulated") not in SOURCES:
+        raise OctbenchError(f"{where}: source {converted['source']!r} is not one of {', '.join(SOURCES)}"
+                            f"{closest(converted['source'], SOURCES)}")
     if kind is EvaluateSpec and converted.get("protocol", "linear") not in PROTOCOLS:
         raise OctbenchError(f"{where}: protocol {converted['protocol']!r} is not one of {', '.join(PROTOCOLS)}")
     return kind(**converted)

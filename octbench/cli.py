@@ -17,6 +17,8 @@ DESCRIPTION = """\
 octbench: which pretraining gives the best OCT biomarker detector?
 
   octbench run --method clinical-supcon     pretrain, probe and record one run
+  octbench prepare --benchmark olives       read a cohort's tables and decode its images into the cache
+  octbench synth --labels TABLES --out DIR  render simulated B-scans under the OLIVES label tables
   octbench compare                          run every missing cell of a benchmark, then report
   octbench report                           rebuild leaderboards and figures from existing runs
   octbench list                             methods and benchmarks
@@ -58,6 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--label-fraction", type=float, default=1.0,
                      help="share of training patients whose biomarker labels the probe uses (default 1.0)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--strict", action="store_true",
+                     help="refuse to run when patients or byte-identical images cross splits (default: warn)")
+    add_cohort_options(run)
+
+    prepare = commands.add_parser("prepare", help="read a cohort and decode its images into the cache",
+                                  description="Read the benchmark's cohort (tables and images), check every "
+                                              "image, and build the uint8 image cache runs read from.")
+    prepare.add_argument("--benchmark", default="default", help="benchmark name or .toml path (default: default)")
+    prepare.add_argument("--cache-dir", type=Path, help="where cohorts are cached")
+    add_cohort_options(prepare)
+
+    synth = commands.add_parser(
+        "synth", help="render simulated B-scans that agree with the OLIVES label tables",
+        description="Render, for every row of the OLIVES label tables, a simulated B-scan at that row's "
+                    "relative path under --out, agreeing with its biomarkers, CST and slice; pool-only rows get "
+                    "biomarkers drawn from the simulator's label model given BCVA and CST.")
+    synth.add_argument("--labels", type=Path, required=True, help="folder of the OLIVES label tables (final_csvs_1)")
+    synth.add_argument("--out", type=Path, required=True, help="image root to write the B-scans under")
+    synth.add_argument("--limit", type=int, help="at most N rows per table, across patients (as run --limit)")
+    synth.add_argument("--size", type=int, default=224, help="image size in pixels (default 224)")
+    synth.add_argument("--seed", type=int, default=0,
+                       help="seed of the cohort's limit and validation split (default 0, as [cohort] seed)")
 
     compare = commands.add_parser(
         "compare", help="run the missing cells of a benchmark, then write its leaderboard and figures",
@@ -75,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--methods-dir", action="append", default=[], metavar="DIR")
     compare.add_argument("--cache-dir", type=Path, help="where cohorts are cached")
     compare.add_argument("--no-embedding", action="store_true", help="skip the t-SNE figure")
+    add_cohort_options(compare)
 
     report = commands.add_parser("report", help="rebuild leaderboards and figures from existing runs",
                                  description="Aggregate every complete run record of a benchmark into "
@@ -82,10 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--benchmark", default="default", help="benchmark name or .toml path (default: default)")
     report.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
     report.add_argument("--no-embedding", action="store_true", help="skip the t-SNE figure")
+    add_cohort_options(report)
 
     listing = commands.add_parser("list", help="show methods and benchmarks")
     listing.add_argument("--methods-dir", action="append", default=[], metavar="DIR")
     return parser
+
+
+def add_cohort_options(parser: argparse.ArgumentParser) -> None:
+    """Where a file-based cohort lives, and how much of it to read; they override [cohort]."""
+    parser.add_argument("--tables", help="OLIVES label tables folder (the official code's final_csvs_1)")
+    parser.add_argument("--olives-root", "--image-root", dest="image_root",
+                        help="image root the tables' relative paths are joined to")
+    parser.add_argument("--limit", type=int, help="keep at most N rows per table, across patients (a quick check)")
+
+
+def cohort_overrides(args) -> dict:
+    return {"tables": args.tables, "image_root": args.image_root, "limit": args.limit}
 
 
 def format_result(run_dir: Path, metrics: dict, reused: bool) -> str:
@@ -104,11 +142,12 @@ def command_run(args) -> None:
     from octbench.benchmark import load_benchmark
     from octbench.run import RunRequest, execute, with_overrides
 
-    benchmark = with_overrides(load_benchmark(args.benchmark), steps=args.steps, protocol=args.protocol)
+    benchmark = with_overrides(load_benchmark(args.benchmark), steps=args.steps, protocol=args.protocol,
+                               **cohort_overrides(args))
     request = RunRequest(benchmark=benchmark, method=args.method, clinical=args.clinical, bins=args.bins,
                          seed=args.seed, out=args.out, force=args.force, methods_dirs=args.methods_dir,
                          cache_dir=args.cache_dir, progress=not args.no_progress,
-                         label_fraction=args.label_fraction)
+                         label_fraction=args.label_fraction, strict=args.strict)
     run_dir, metrics, reused = execute(request)
     print(format_result(run_dir, metrics, reused))
 
@@ -119,7 +158,7 @@ def command_compare(args) -> None:
     from octbench.report import build_report
     from octbench.run import with_overrides
 
-    benchmark = with_overrides(load_benchmark(args.benchmark), protocol=args.protocol)
+    benchmark = with_overrides(load_benchmark(args.benchmark), protocol=args.protocol, **cohort_overrides(args))
     methods = args.methods or list(benchmark.methods)
     if not methods:
         raise OctbenchError(f"benchmark {benchmark.name!r} names no methods; pass --methods")
@@ -133,10 +172,40 @@ def command_compare(args) -> None:
 def command_report(args) -> None:
     from octbench.benchmark import load_benchmark
     from octbench.report import build_report
+    from octbench.run import with_overrides
 
-    folder = build_report(args.out, load_benchmark(args.benchmark), embedding=not args.no_embedding)
+    benchmark = with_overrides(load_benchmark(args.benchmark), **cohort_overrides(args))
+    folder = build_report(args.out, benchmark, embedding=not args.no_embedding)
     print((folder / "leaderboard.md").read_text())
     print(f"report: {folder}")
+
+
+def command_prepare(args) -> None:
+    from octbench.benchmark import load_benchmark
+    from octbench.run import load_cohort, with_overrides
+    from octbench.simulate.cohort import default_cache_dir
+    from octbench.sources import source_cohort
+    from octbench.splits import leakage_problems, leakage_report
+
+    benchmark = with_overrides(load_benchmark(args.benchmark), **cohort_overrides(args))
+    if benchmark.cohort.source == "simulated":
+        cohort = load_cohort(benchmark, args.cache_dir)
+    else:  # any labels: an image folder's classes can be cached before octbench can probe them
+        cohort = source_cohort(benchmark.cohort, args.cache_dir or default_cache_dir())
+    table = cohort.table
+    print(f"{benchmark.name}: {len(table)} B-scans of {table['patient'].nunique()} patients; "
+          f"pool {int(table['in_pool'].sum())}, " + ", ".join(f"{split} {len(cohort.part(split))}"
+                                                             for split in ("train", "val", "test"))
+          + f"; images {cohort.images.shape[1]} px, cached")
+    for problem in leakage_problems(leakage_report(table)):
+        print(f"leakage: {problem}")
+
+
+def command_synth(args) -> None:
+    from octbench.synth import synthesise
+
+    written = synthesise(args.labels, args.out, args.limit, args.size, args.seed)
+    print(f"rendered {written} B-scans under {args.out}")
 
 
 def command_list(args) -> None:
@@ -165,7 +234,8 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
-    commands = {"run": command_run, "compare": command_compare, "report": command_report, "list": command_list}
+    commands = {"run": command_run, "compare": command_compare, "report": command_report, "list": command_list,
+                "prepare": command_prepare, "synth": command_synth}
     try:
         commands[args.command](args)
     except OctbenchError as error:

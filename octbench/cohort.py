@@ -2,7 +2,9 @@
 
 Table columns: sample_id, patient, eye, visit, slice, BCVA, CST, the six biomarkers (labelled rows),
 split (train / val / test, by patient), in_pool (clinically labelled pretraining pool), labelled
-(carries expert biomarker labels) and image (row index into `images`).
+(carries expert biomarker labels) and image (row index into `images`). Cohorts read from files add
+path (the image file), content_hash (its sha256) and, where a test set scores each biomarker on
+its own subset (OLIVES' balanced test sets), boolean test_<BIOMARKER> columns.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from octbench import BIOMARKERS
 
 PARTS = ("pool", "train", "val", "test")
 # Bookkeeping columns; every other non-biomarker column is a clinical value --clinical may name.
-STRUCTURAL_COLUMNS = ("sample_id", "image", "split", "in_pool", "labelled")
+STRUCTURAL_COLUMNS = ("sample_id", "image", "split", "in_pool", "labelled", "path", "content_hash")
+TEST_MASK_PREFIX = "test_"  # test_<BIOMARKER>: the test rows that count for that biomarker
 
 
 @dataclass
@@ -35,13 +38,20 @@ class Cohort:
     def clinical_columns(self) -> list[str]:
         """Columns that can serve as contrastive classes: BCVA, CST, eye, patient, and any other
         value the cohort carries per B-scan (visit, slice, a user's age or DRSS column)."""
-        return [c for c in self.table.columns if c not in STRUCTURAL_COLUMNS and c not in BIOMARKERS]
+        return [c for c in self.table.columns if c not in STRUCTURAL_COLUMNS and c not in BIOMARKERS
+                and not str(c).startswith(TEST_MASK_PREFIX)]
 
     def images_of(self, rows: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.images[rows["image"].to_numpy()])
 
     def biomarkers_of(self, rows: pd.DataFrame) -> np.ndarray:
         return rows[list(BIOMARKERS)].to_numpy(dtype=np.int64)
+
+    def counted_test_rows(self, rows: pd.DataFrame) -> np.ndarray:
+        """(n_rows, n_biomarkers) bool: whether each test row counts for each biomarker; all True
+        for a biomarker without a test_<BIOMARKER> column."""
+        return np.stack([rows[f"{TEST_MASK_PREFIX}{b}"].to_numpy(dtype=bool) if f"{TEST_MASK_PREFIX}{b}" in rows
+                         else np.ones(len(rows), dtype=bool) for b in BIOMARKERS], axis=1)
 
     def split_patients(self) -> dict[str, list]:
         """Patients of each split, for the run record."""

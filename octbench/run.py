@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,9 @@ from octbench.record import (
     write_run_record,
 )
 from octbench.registry import get_method
-from octbench.simulate.cohort import simulated_cohort
-from octbench.splits import leakage_report
-from octbench.stats import bootstrap_aurocs, percentile_interval
+from octbench.simulate.cohort import default_cache_dir, simulated_cohort
+from octbench.splits import leakage_problems, leakage_report
+from octbench.stats import patient_bootstrap_weights, percentile_interval, weighted_auroc
 from octbench.training import InMemoryBatches, pretrain
 
 
@@ -52,13 +53,42 @@ class RunRequest:
     cache_dir: Path | None = None
     progress: bool = True
     label_fraction: float = 1.0  # share of training patients whose biomarker labels are used
+    strict: bool = False  # refuse a cohort whose splits share patients or identical images
 
 
 def load_cohort(benchmark: Benchmark, cache_dir: Path | None) -> Cohort:
-    if benchmark.cohort.source != "simulated":
-        raise OctbenchError(f"{benchmark.path}: cohort source {benchmark.cohort.source!r} is not supported; "
-                            "use 'simulated'")
-    return simulated_cohort(benchmark.cohort, cache_dir)
+    """The benchmark's cohort, from its source: simulated, or read from files (olives, table, folder)."""
+    if benchmark.cohort.source == "simulated":
+        return simulated_cohort(benchmark.cohort, cache_dir)
+    from octbench.sources import source_cohort
+
+    cohort = source_cohort(benchmark.cohort, cache_dir or default_cache_dir())
+    # Probes, metrics and leaderboards score the six canonical biomarkers; a cohort with other
+    # labels (an image folder's classes) can be read and cached but not yet evaluated.
+    missing = [b for b in BIOMARKERS if b not in cohort.table.columns]
+    if missing:
+        raise OctbenchError(f"{benchmark.path}: the cohort lacks biomarker columns {', '.join(missing)}; octbench "
+                            f"evaluates the six canonical biomarkers ({', '.join(BIOMARKERS)}): map them with "
+                            "[cohort] columns / labels")
+    test = cohort.part("test")
+    counted = cohort.counted_test_rows(test)
+    for j, biomarker in enumerate(BIOMARKERS):  # checked now, before any training, not after
+        if test.loc[counted[:, j], biomarker].nunique() < 2:
+            raise OctbenchError(f"biomarker {biomarker} has a single class among the {int(counted[:, j].sum())} "
+                                "test B-scans that count for it: its AUROC is undefined; use a larger --limit "
+                                "or check its balanced test set")
+    return cohort
+
+
+def check_leakage(cohort: Cohort, strict: bool) -> dict:
+    """The leakage report; printed when it finds anything, and fatal under --strict."""
+    report = leakage_report(cohort.table)
+    problems = leakage_problems(report)
+    if problems and strict:
+        raise OctbenchError("--strict: the cohort's splits leak: " + "; ".join(problems))
+    for problem in problems:
+        print(f"octbench: warning: {problem}", file=sys.stderr)
+    return report
 
 
 def method_options(method_cls: type[Method], request: RunRequest, clinical_columns: list[str]) -> MethodOptions:
@@ -131,8 +161,14 @@ def evaluate(method: Method, cohort: Cohort, benchmark: Benchmark, seed: int,
     start = time.perf_counter()
     test = rows["test"]
     y_true = labels["test"]
-    auroc = {b: float(roc_auc_score(y_true[:, j], scores[:, j])) for j, b in enumerate(BIOMARKERS)}
-    samples = bootstrap_aurocs(y_true, scores, test["patient"].to_numpy(), benchmark.evaluate.bootstrap, seed)
+    # Each biomarker is scored on the test rows that count for it (OLIVES: its balanced test
+    # set); a cohort without test_<B> columns counts every test row, as before.
+    counted = cohort.counted_test_rows(test)
+    auroc = {b: float(roc_auc_score(y_true[counted[:, j], j], scores[counted[:, j], j]))
+             for j, b in enumerate(BIOMARKERS)}
+    weights = patient_bootstrap_weights(test["patient"].to_numpy(), benchmark.evaluate.bootstrap, seed)
+    samples = np.stack([weighted_auroc(y_true[:, j], scores[:, j], weights * counted[:, j])
+                        for j in range(len(BIOMARKERS))], axis=1)
     timing["bootstrap_s"] = time.perf_counter() - start
     metrics = {
         "protocol": benchmark.evaluate.protocol,
@@ -146,12 +182,15 @@ def evaluate(method: Method, cohort: Cohort, benchmark: Benchmark, seed: int,
         "n_test_scans": len(test),
         "n_test_patients": int(test["patient"].nunique()),
     }
+    if not counted.all():
+        metrics["n_test_scans_per_biomarker"] = {b: int(counted[:, j].sum()) for j, b in enumerate(BIOMARKERS)}
+    keep = counted.ravel()  # row-major: scan by scan, biomarkers within a scan
     predictions = pd.DataFrame({
-        "sample_id": np.repeat(test["sample_id"].to_numpy(), len(BIOMARKERS)),
-        "patient": np.repeat(test["patient"].to_numpy(), len(BIOMARKERS)),
-        "biomarker": np.tile(BIOMARKERS, len(test)),
-        "y_true": y_true.ravel(),
-        "y_score": scores.ravel(),
+        "sample_id": np.repeat(test["sample_id"].to_numpy(), len(BIOMARKERS))[keep],
+        "patient": np.repeat(test["patient"].to_numpy(), len(BIOMARKERS))[keep],
+        "biomarker": np.tile(BIOMARKERS, len(test))[keep],
+        "y_true": y_true.ravel()[keep],
+        "y_score": scores.ravel()[keep],
     })
     return metrics, predictions, timing
 
@@ -162,6 +201,7 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     benchmark = request.benchmark
     method_cls = get_method(request.method, request.methods_dirs)
     cohort = load_cohort(benchmark, request.cache_dir)  # cached after the first run: cheap
+    check_leakage(cohort, request.strict)
     timing = {"cohort_s": time.perf_counter() - started}
     options = method_options(method_cls, request, cohort.clinical_columns())
     identity = run_id(request, method_cls, options)
@@ -173,7 +213,9 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     backbone, feature_dim = create_backbone(benchmark.backbone)
     method = method_cls(backbone, feature_dim, options)
     work = partial_dir(final)
-    work.mkdir(parents=True, exist_ok=True)
+    if request.force:
+        shutil.rmtree(work, ignore_errors=True)  # --force: no resuming from an earlier attempt
+    work.mkdir(parents=True, exist_ok=True)  # an existing one holds the checkpoint of a killed attempt
     start = time.perf_counter()
     train_rows = labelled_train_rows(cohort, request.label_fraction, benchmark.cohort.seed)
     donor = pretrained_sibling(final, method_cls)
@@ -215,7 +257,14 @@ def pretrained_sibling(final: Path, method_cls: type[Method]) -> Path | None:
     return None
 
 
-def with_overrides(benchmark: Benchmark, steps: int | None = None, protocol: str | None = None) -> Benchmark:
+def with_overrides(benchmark: Benchmark, steps: int | None = None, protocol: str | None = None,
+                   **cohort: object) -> Benchmark:
+    """`cohort` overrides [cohort] keys whose value is not None (--limit, --tables, --image-root)."""
+    cohort = {key: value for key, value in cohort.items() if value is not None}
+    if cohort:
+        benchmark = dataclasses.replace(benchmark, cohort=dataclasses.replace(benchmark.cohort, **cohort))
+    if cohort.get("limit"):  # a cut-down cohort is another benchmark: its runs and tables stay apart
+        benchmark = dataclasses.replace(benchmark, name=f"{benchmark.name}-limit{cohort['limit']}")
     if steps is not None:
         benchmark = dataclasses.replace(benchmark, pretrain=dataclasses.replace(benchmark.pretrain, steps=steps))
     if protocol is not None:

@@ -31,4 +31,5 @@ def test_default_cohort_has_no_patient_in_two_splits_and_pool_from_training_pati
 def test_leakage_report_names_crossing_patients():
     import pandas as pd
     table = pd.DataFrame({"patient": [1, 1, 2, 3, 3], "split": ["train", "test", "train", "val", "val"]})
-    assert leakage_report(table) == {"patients_in_several_splits": [1]}
+    assert leakage_report(table) == {"patients_in_several_splits": [1],
+                                     "splits_of_crossing_patients": {"1": ["test", "train"]}}
