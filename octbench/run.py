@@ -37,7 +37,7 @@ from octbench.registry import get_method
 from octbench.simulate.cohort import default_cache_dir, simulated_cohort
 from octbench.splits import leakage_problems, leakage_report
 from octbench.stats import patient_bootstrap_weights, percentile_interval, weighted_auroc
-from octbench.training import InMemoryBatches, pretrain
+from octbench.training import CHECKPOINT_DIR, InMemoryBatches, pretrain
 
 
 @dataclass
@@ -201,7 +201,7 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     benchmark = request.benchmark
     method_cls = get_method(request.method, request.methods_dirs)
     cohort = load_cohort(benchmark, request.cache_dir)  # cached after the first run: cheap
-    check_leakage(cohort, request.strict)
+    leakage = check_leakage(cohort, request.strict)
     timing = {"cohort_s": time.perf_counter() - started}
     options = method_options(method_cls, request, cohort.clinical_columns())
     identity = run_id(request, method_cls, options)
@@ -209,6 +209,7 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     if not request.force and (existing := load_metrics(final)) is not None:
         return final, existing, True
 
+    train_rows = labelled_train_rows(cohort, request.label_fraction, benchmark.cohort.seed)
     pl.seed_everything(request.seed, verbose=False)  # the untrained backbone and heads depend on it
     backbone, feature_dim = create_backbone(benchmark.backbone)
     method = method_cls(backbone, feature_dim, options)
@@ -216,13 +217,24 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     if request.force:
         shutil.rmtree(work, ignore_errors=True)  # --force: no resuming from an earlier attempt
     work.mkdir(parents=True, exist_ok=True)  # an existing one holds the checkpoint of a killed attempt
+    try:
+        return train_and_record(request, method, options, cohort, train_rows, work, final, identity,
+                                leakage, timing, started)
+    except OctbenchError:
+        if not (work / CHECKPOINT_DIR).exists():  # nothing worth resuming: leave nothing behind
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def train_and_record(request: RunRequest, method: Method, options: MethodOptions, cohort: Cohort,
+                     train_rows: pd.DataFrame, work: Path, final: Path, identity: str, leakage: dict,
+                     timing: dict, started: float) -> tuple[Path, dict, bool]:
+    benchmark, method_cls = request.benchmark, type(method)
     start = time.perf_counter()
-    train_rows = labelled_train_rows(cohort, request.label_fraction, benchmark.cohort.seed)
     donor = pretrained_sibling(final, method_cls)
     if donor is not None:  # the same pretraining, recorded at another label fraction
         method.backbone.load_state_dict(torch.load(donor / BACKBONE_FILE, map_location="cpu"))
         shutil.copy(donor / "pretrain_log.csv", work / "pretrain_log.csv")
-
     elif method_cls.n_views > 0:
         pretrain(method, pretraining_data(cohort, method_cls, options, train_rows), benchmark.pretrain,
                  request.seed, work, progress=request.progress)
@@ -238,7 +250,7 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
         "clinical": [list(pair) for pair in options.clinical], "bins": options.bins, "seed": request.seed,
         "label_fraction": request.label_fraction, "pretraining_reused_from": donor and donor.name,
         "benchmark": benchmark.to_dict(), "splits": cohort.split_patients(),
-        "leakage": leakage_report(cohort.table), "versions": package_versions(), "git_commit": git_commit(),
+        "leakage": leakage, "versions": package_versions(), "git_commit": git_commit(),
     }
     write_run_record(work, config, metrics, predictions, method.backbone)
     publish(work, final)
