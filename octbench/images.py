@@ -39,6 +39,9 @@ def decode_bscan(data: bytes, size: int) -> np.ndarray:
                 raise ValueError(f"{image.mode} image (more than 8 bits per pixel): octbench reads 8-bit B-scans "
                                  "and does not guess an intensity window; convert it to 8-bit first")
             gray = image.convert("L")
+            low, high = gray.getextrema()
+            if low == high:  # a blank export or a failed acquisition carries no B-scan
+                raise ValueError(f"constant image (every pixel is {low}): an empty or blank B-scan")
             if gray.size != (size, size):
                 gray = gray.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(gray, dtype=np.uint8)
