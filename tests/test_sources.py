@@ -1,6 +1,8 @@
 """The generic sources: a user's CSV (source = "table") and a folder of class sub-folders (source =
 "folder", OCT2017 / Kermany layout). Both give the same cohort table as the OLIVES reader."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +10,7 @@ from PIL import Image
 
 from octbench.benchmark import CohortSpec
 from octbench.errors import OctbenchError
-from octbench.images import cohort_with_images
+from octbench.images import cohort_with_images, decode_bscan
 from octbench.sources import cohort_table
 from octbench.sources.folder import folder_cohort_table
 
@@ -16,8 +18,9 @@ COHORT_COLUMNS = {"sample_id", "path", "patient", "eye", "split", "in_pool", "la
 
 
 def write_image(path, value=0):
+    """A small 8-bit scan: a gradient plus `value`, so images differ and none is blank."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((12, 10), value, dtype=np.uint8)).save(path)
+    Image.fromarray((np.arange(120, dtype=np.uint8).reshape(12, 10) + value).astype(np.uint8)).save(path)
 
 
 def user_csv(tmp_path, rows=12):
@@ -48,7 +51,8 @@ def test_table_source_maps_the_user_columns_onto_the_cohort_table(tmp_path):
     assert cohort.images.shape == (12, 8, 8)
     assert set(cohort.clinical_columns()) == {"patient", "eye", "BCVA", "CST", "age"}
     row = cohort.table.iloc[5]
-    assert np.all(cohort.images[row["image"]] == 5)
+    assert row["path"].endswith("s5.png")
+    assert np.array_equal(cohort.images[row["image"]], decode_bscan(Path(row["path"]).read_bytes(), 8))
 
 
 def test_table_source_uses_a_split_column_and_names_a_missing_column(tmp_path):
