@@ -51,7 +51,7 @@ class PretrainSpec:
     warmup_fraction: float = 0.1
 
 
-PROTOCOLS = ("linear", "linear-sgd", "knn")  # see octbench/evaluate.py
+PROTOCOLS = ("linear", "linear-sgd", "knn", "finetune")  # see octbench/evaluate.py and finetune.py
 
 
 @dataclass(frozen=True)

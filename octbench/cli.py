@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "~/.cache/octbench)")
     run.add_argument("--protocol", choices=PROTOCOLS,
                      help="probe: linear (logistic regression per biomarker, default), linear-sgd (the seed "
-                          "paper's multi-label head, 25 epochs of SGD) or knn")
+                          "paper's multi-label head, 25 epochs of SGD), knn, or finetune (the whole "
+                          "backbone trained with a head on the biomarker labels, the paper's second stage)")
     run.add_argument("--label-fraction", type=float, default=1.0,
                      help="share of training patients whose biomarker labels the probe uses (default 1.0)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -23,6 +23,7 @@ from octbench.clinical import clinical_class_matrix, parse_clinical_spec
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
 from octbench.evaluate import PROBES, extract_features, linear_probe
+from octbench.finetune import finetune_scores
 from octbench.method import Method, MethodOptions
 from octbench.record import (
     BACKBONE_FILE,
@@ -143,21 +144,26 @@ def pretraining_data(cohort: Cohort, method_cls: type[Method], options: MethodOp
 
 
 def evaluate(method: Method, cohort: Cohort, benchmark: Benchmark, seed: int,
-             train_rows: pd.DataFrame) -> tuple[dict, pd.DataFrame, dict]:
-    """Probe the frozen encoder; metrics (without run identity), predictions and timings."""
+             train_rows: pd.DataFrame, work: Path) -> tuple[dict, pd.DataFrame, dict]:
+    """Probe the frozen encoder (or fine-tune it); metrics (without run identity), predictions and timings."""
     timing = {}
     start = time.perf_counter()
     rows = {"train": train_rows, "val": cohort.part("val"), "test": cohort.part("test")}
-    features = {split: extract_features(method, cohort.images_of(r)) for split, r in rows.items()}
     labels = {split: cohort.biomarkers_of(r) for split, r in rows.items()}
-    timing["features_s"] = time.perf_counter() - start
-    start = time.perf_counter()
     protocol = benchmark.evaluate.protocol
-    if protocol == "linear":
-        scores, chosen = linear_probe(features, labels, benchmark.evaluate.probe_c, seed)
+    if protocol == "finetune":  # trains the backbone itself: there are no frozen features
+        images = {split: cohort.images_of(r) for split, r in rows.items()}
+        scores, chosen = finetune_scores(method, images, labels, benchmark.pretrain, seed, work)
+        timing["finetune_s"] = time.perf_counter() - start
     else:
-        scores, chosen = PROBES[protocol](features, labels, seed=seed)
-    timing["probe_s"] = time.perf_counter() - start
+        features = {split: extract_features(method, cohort.images_of(r)) for split, r in rows.items()}
+        timing["features_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        if protocol == "linear":
+            scores, chosen = linear_probe(features, labels, benchmark.evaluate.probe_c, seed)
+        else:
+            scores, chosen = PROBES[protocol](features, labels, seed=seed)
+        timing["probe_s"] = time.perf_counter() - start
     start = time.perf_counter()
     test = rows["test"]
     y_true = labels["test"]
@@ -239,7 +245,7 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
         pretrain(method, pretraining_data(cohort, method_cls, options, train_rows), benchmark.pretrain,
                  request.seed, work, progress=request.progress)
     timing["pretrain_s"] = time.perf_counter() - start
-    metrics, predictions, eval_timing = evaluate(method, cohort, benchmark, request.seed, train_rows)
+    metrics, predictions, eval_timing = evaluate(method, cohort, benchmark, request.seed, train_rows, work)
     timing.update(eval_timing)
     timing["total_s"] = time.perf_counter() - started
     metrics = {"run_id": identity, "method": method_cls.name, "benchmark": benchmark.name, "seed": request.seed,

@@ -98,3 +98,17 @@ def test_an_error_after_the_cohort_loads_leaves_no_run_folder(tmp_path, capsys):
     assert code == 2
     assert "label fraction 1.5" in capsys.readouterr().err
     assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+
+
+def test_finetune_protocol_trains_the_backbone_and_records_its_log(tmp_path):
+    out = tmp_path / "results"
+    assert main(["run", "--method", "random-init", "--protocol", "finetune", "--benchmark", TINY, "--steps", "2",
+                 "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    (run_dir,) = (out / "runs").iterdir()
+    assert run_dir.name.endswith("_finetune")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["protocol"] == "finetune" and len(metrics["probe"]["val_auroc"]) == len(BIOMARKERS)
+    assert (run_dir / "finetune_log.csv").exists()
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    for biomarker, part in predictions.groupby("biomarker"):
+        assert metrics["auroc"][biomarker] == pytest.approx(roc_auc_score(part["y_true"], part["y_score"]))

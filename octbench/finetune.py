@@ -1,0 +1,40 @@
+"""The seed paper's second stage as a protocol: fine-tune the pretrained backbone end to end.
+
+A copy of the pretrained backbone gets a linear multi-label head and is trained with binary
+cross-entropy on the biomarker training labels, through the same Lightning loop and schedule as
+pretraining and with the supervised baseline's label-preserving views. The schedule is fixed (the
+benchmark's pretraining steps); the validation AUROC is recorded, the test split scored once.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from octbench.benchmark import PretrainSpec
+from octbench.evaluate import check_both_classes, extract_features
+from octbench.method import Method, MethodOptions
+from octbench.registry import get_method
+from octbench.training import InMemoryBatches, pretrain
+
+
+def finetune_scores(method: Method, images: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                    spec: PretrainSpec, seed: int, work_dir: Path) -> tuple[np.ndarray, dict]:
+    """Test logits (n_test, n_biomarkers) of the fine-tuned network, and its validation AUROCs."""
+    check_both_classes(labels)
+    tuner = get_method("supervised")(copy.deepcopy(method.backbone), method.feature_dim, MethodOptions())
+    data = InMemoryBatches(images["train"], np.zeros((len(labels["train"]), 0), dtype=np.int64), labels["train"])
+    folder = work_dir / "finetune"
+    folder.mkdir(parents=True, exist_ok=True)
+    pretrain(tuner, data, spec, seed, folder, progress=False)
+    (folder / "pretrain_log.csv").replace(work_dir / "finetune_log.csv")
+    folder.rmdir()
+    network = Method(nn.Sequential(tuner.backbone, tuner.classifier), method.feature_dim, MethodOptions())
+    val = extract_features(network, images["val"])
+    val_auroc = [float(roc_auc_score(labels["val"][:, j], val[:, j])) for j in range(val.shape[1])]
+    return extract_features(network, images["test"]), {"steps": spec.steps, "val_auroc": val_auroc}
+
