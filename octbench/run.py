@@ -207,13 +207,13 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     benchmark = request.benchmark
     method_cls = get_method(request.method, request.methods_dirs)
     cohort = load_cohort(benchmark, request.cache_dir)  # cached after the first run: cheap
-    leakage = check_leakage(cohort, request.strict)
     timing = {"cohort_s": time.perf_counter() - started}
     options = method_options(method_cls, request, cohort.clinical_columns())
     identity = run_id(request, method_cls, options)
     final = Path(request.out) / "runs" / identity
     if not request.force and (existing := load_metrics(final)) is not None:
         return final, existing, True
+    leakage = check_leakage(cohort, request.strict)  # only for a run that will be made
 
     train_rows = labelled_train_rows(cohort, request.label_fraction, benchmark.cohort.seed)
     pl.seed_everything(request.seed, verbose=False)  # the untrained backbone and heads depend on it
