@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def run_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, jobs: 
     for method in methods:
         get_method(method, list(methods_dirs))  # an unknown name fails now, not an hour in
     todo = cells(methods, seeds, fractions)
+    start = time.perf_counter()
     if jobs <= 1:
         for i, (method, seed, fraction) in enumerate(todo, start=1):
             request = RunRequest(benchmark=benchmark, method=method, seed=seed, out=Path(out),
@@ -35,6 +37,7 @@ def run_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, jobs: 
             folder, metrics, reused = execute(request)
             state = "reused" if reused else f"{metrics['timing']['total_s']:.0f} s"
             print(f"[{i}/{len(todo)}] {folder.name}: mean AUROC {metrics['mean_auroc']:.3f} ({state})", flush=True)
+        print(f"compare: {len(todo)} cells in {elapsed(start)}", flush=True)
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
     environment = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -57,3 +60,9 @@ def run_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, jobs: 
             if done.returncode != 0:
                 raise OctbenchError(f"cell {method} seed {seed} fraction {fraction} failed:\n{done.stderr[-2000:]}")
             print(done.stdout.strip().splitlines()[-1], flush=True)
+    print(f"compare: {len(todo)} cells in {elapsed(start)}", flush=True)
+
+
+def elapsed(start: float) -> str:
+    minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min {seconds:02d} s"
