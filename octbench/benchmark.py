@@ -41,14 +41,26 @@ class CohortSpec:
     validation_fraction: float = 0.15  # olives, folder: training patients set aside for validation
 
 
+LR_SCALING = ("none", "linear", "sqrt")
+
+
 @dataclass(frozen=True)
 class PretrainSpec:
-    steps: int = 150
-    batch_size: int = 128
+    steps: int = 120
+    batch_size: int = 128  # the global batch: all processes together, whatever the number of GPUs
     optimizer: str = "adamw"
-    lr: float = 1e-3
+    lr: float = 1e-3  # the learning rate at lr_reference_batch
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.1
+    # How lr follows a batch size other than the reference one: "linear" (Goyal et al. 2017, SGD),
+    # "sqrt" (common for Adam-type optimisers) or "none". 0: the reference is batch_size itself.
+    lr_scaling: str = "none"
+    lr_reference_batch: int = 0
+    sync_batchnorm: bool = False  # batch-norm statistics over the global batch when distributed
+
+    def effective_lr(self) -> float:
+        ratio = self.batch_size / (self.lr_reference_batch or self.batch_size)
+        return self.lr * {"none": 1.0, "linear": ratio, "sqrt": ratio ** 0.5}[self.lr_scaling]
 
 
 PROTOCOLS = ("linear", "linear-sgd", "knn", "finetune")  # see octbench/evaluate.py and finetune.py
@@ -90,6 +102,8 @@ def build_section(kind, values: dict, where: str):
     if kind is CohortSpec and converted.get("source", "simulated") not in SOURCES:
         raise OctbenchError(f"{where}: source {converted['source']!r} is not one of {', '.join(SOURCES)}"
                             f"{closest(converted['source'], SOURCES)}")
+    if kind is PretrainSpec and converted.get("lr_scaling", "none") not in LR_SCALING:
+        raise OctbenchError(f"{where}: lr_scaling {converted['lr_scaling']!r} is not one of {', '.join(LR_SCALING)}")
     if kind is EvaluateSpec and converted.get("protocol", "linear") not in PROTOCOLS:
         raise OctbenchError(f"{where}: protocol {converted['protocol']!r} is not one of {', '.join(PROTOCOLS)}")
     return kind(**converted)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from octbench import BIOMARKERS
 from octbench.benchmark import PROTOCOLS
-from octbench.errors import OctbenchError
+from octbench.errors import NotRankZero, OctbenchError
 
 DESCRIPTION = """\
 octbench: which pretraining gives the best OCT biomarker detector?
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true",
                      help="refuse to run when patients or byte-identical images cross splits (default: warn)")
     add_cohort_options(run)
+    add_compute_options(run)
 
     prepare = commands.add_parser("prepare", help="read a cohort and decode its images into the cache",
                                   description="Read the benchmark's cohort (tables and images), check every "
@@ -100,7 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--methods-dir", action="append", default=[], metavar="DIR")
     compare.add_argument("--cache-dir", type=Path, help="where cohorts are cached")
     compare.add_argument("--no-embedding", action="store_true", help="skip the t-SNE figure")
+    compare.add_argument("--submit", choices=("slurm", "local"),
+                         help="send each missing cell as a job through submitit instead of running it here: "
+                              "slurm (a cluster), or local (submitit's local executor, to try a sweep)")
+    compare.add_argument("--slurm-partition", help="--submit slurm: the partition")
+    compare.add_argument("--slurm-time", type=int, default=240, help="--submit slurm: minutes per cell (default 240)")
+    compare.add_argument("--slurm-cpus", type=int, default=8, help="--submit slurm: CPUs per process (default 8)")
     add_cohort_options(compare)
+    add_compute_options(compare)
 
     report = commands.add_parser("report", help="rebuild leaderboards and figures from existing runs",
                                  description="Aggregate every complete run record of a benchmark into "
@@ -121,6 +129,23 @@ def add_cohort_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--olives-root", "--image-root", dest="image_root",
                         help="image root the tables' relative paths are joined to")
     parser.add_argument("--limit", type=int, help="keep at most N rows per table, across patients (a quick check)")
+
+
+def add_compute_options(parser: argparse.ArgumentParser) -> None:
+    """How pretraining runs; the benchmark's global batch and schedule stay as defined."""
+    parser.add_argument("--devices", type=int, default=1,
+                        help="GPUs (or CPU processes) per node for pretraining, through Lightning's DDP; they "
+                             "share the benchmark's global batch (default 1)")
+    parser.add_argument("--num-nodes", type=int, default=1, help="machines, under SLURM or torchrun (default 1)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the backbone (GPU; slow to start)")
+
+
+def compute_options(args):
+    from octbench.training import Compute
+
+    if args.devices < 1 or args.num_nodes < 1:
+        raise OctbenchError("--devices and --num-nodes must be at least 1")
+    return Compute(devices=args.devices, num_nodes=args.num_nodes, compile=args.compile)
 
 
 def cohort_overrides(args) -> dict:
@@ -148,7 +173,7 @@ def command_run(args) -> None:
     request = RunRequest(benchmark=benchmark, method=args.method, clinical=args.clinical, bins=args.bins,
                          seed=args.seed, out=args.out, force=args.force, methods_dirs=args.methods_dir,
                          cache_dir=args.cache_dir, progress=not args.no_progress,
-                         label_fraction=args.label_fraction, strict=args.strict)
+                         label_fraction=args.label_fraction, strict=args.strict, compute=compute_options(args))
     run_dir, metrics, reused = execute(request)
     print(format_result(run_dir, metrics, reused))
 
@@ -163,8 +188,16 @@ def command_compare(args) -> None:
     methods = args.methods or list(benchmark.methods)
     if not methods:
         raise OctbenchError(f"benchmark {benchmark.name!r} names no methods; pass --methods")
-    run_cells(benchmark, methods, range(args.seeds or benchmark.seeds), args.fractions, args.out,
-              jobs=args.jobs, methods_dirs=args.methods_dir, cache_dir=args.cache_dir)
+    compute = compute_options(args)
+    if args.submit:
+        from octbench.sweep import SlurmOptions, submit_cells
+
+        slurm = SlurmOptions(partition=args.slurm_partition, minutes=args.slurm_time, cpus=args.slurm_cpus)
+        submit_cells(benchmark, methods, range(args.seeds or benchmark.seeds), args.fractions, args.out,
+                     args.submit, slurm, compute, methods_dirs=args.methods_dir, cache_dir=args.cache_dir)
+    else:
+        run_cells(benchmark, methods, range(args.seeds or benchmark.seeds), args.fractions, args.out,
+                  jobs=args.jobs, methods_dirs=args.methods_dir, cache_dir=args.cache_dir, compute=compute)
     folder = build_report(args.out, benchmark, embedding=not args.no_embedding)
     print((folder / "leaderboard.md").read_text())
     print(f"report: {folder}")
@@ -244,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"octbench: error: {error}", file=sys.stderr)
         return 2
+    except NotRankZero:
+        return 0
     except KeyboardInterrupt:
         print("octbench: interrupted; nothing was recorded for the unfinished run", file=sys.stderr)
         return 130

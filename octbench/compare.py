@@ -17,6 +17,7 @@ from octbench.benchmark import Benchmark
 from octbench.errors import OctbenchError
 from octbench.registry import get_method
 from octbench.run import RunRequest, execute
+from octbench.training import ONE_PROCESS, Compute
 
 
 def cells(methods, seeds, fractions) -> list[tuple[str, int, float]]:
@@ -24,8 +25,26 @@ def cells(methods, seeds, fractions) -> list[tuple[str, int, float]]:
     return [(m, s, f) for s in seeds for f in sorted(fractions, reverse=True) for m in methods]
 
 
+def run_argv(benchmark: Benchmark, cell: tuple[str, int, float], out: Path, methods_dirs=(),
+             cache_dir: Path | None = None, compute: Compute = ONE_PROCESS) -> list[str]:
+    """The `octbench run` command of one cell, for a process of its own (--jobs, --submit)."""
+    method, seed, fraction = cell
+    argv = [sys.executable, "-m", "octbench.cli", "run", "--method", method, "--seed", str(seed),
+            "--label-fraction", str(fraction), "--benchmark", benchmark.path or benchmark.name,
+            "--steps", str(benchmark.pretrain.steps), "--protocol", benchmark.evaluate.protocol,
+            "--out", str(out), "--no-progress", "--devices", str(compute.devices),
+            "--num-nodes", str(compute.num_nodes)]
+    for option, value in (("--tables", benchmark.cohort.tables), ("--image-root", benchmark.cohort.image_root),
+                          ("--limit", benchmark.cohort.limit)):
+        argv += [option, str(value)] if value else []
+    argv += [a for d in methods_dirs for a in ("--methods-dir", str(d))]
+    argv += ["--cache-dir", str(cache_dir)] if cache_dir else []
+    argv += ["--compile"] if compute.compile else []
+    return argv
+
+
 def run_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, jobs: int = 1,
-              methods_dirs=(), cache_dir: Path | None = None) -> None:
+              methods_dirs=(), cache_dir: Path | None = None, compute: Compute = ONE_PROCESS) -> None:
     for method in methods:
         get_method(method, list(methods_dirs))  # an unknown name fails now, not an hour in
     todo = cells(methods, seeds, fractions)
@@ -33,7 +52,8 @@ def run_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, jobs: 
     if jobs <= 1:
         for i, (method, seed, fraction) in enumerate(todo, start=1):
             request = RunRequest(benchmark=benchmark, method=method, seed=seed, out=Path(out),
-                                 methods_dirs=list(methods_dirs), cache_dir=cache_dir, label_fraction=fraction)
+                                 methods_dirs=list(methods_dirs), cache_dir=cache_dir, label_fraction=fraction,
+                                 compute=compute)
             folder, metrics, reused = execute(request)
             state = "reused" if reused else f"{metrics['timing']['total_s']:.0f} s"
             print(f"[{i}/{len(todo)}] {folder.name}: mean AUROC {metrics['mean_auroc']:.3f} ({state})", flush=True)
@@ -46,14 +66,8 @@ def run_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, jobs: 
     load_cohort(benchmark, cache_dir)
 
     def run_one(cell):
-        method, seed, fraction = cell
-        argv = [sys.executable, "-m", "octbench.cli", "run", "--method", method, "--seed", str(seed),
-                "--label-fraction", str(fraction), "--benchmark", benchmark.path or benchmark.name,
-                "--protocol", benchmark.evaluate.protocol, "--out", str(out), "--no-progress"]
-        argv += [a for d in methods_dirs for a in ("--methods-dir", d)]
-        argv += ["--cache-dir", str(cache_dir)] if cache_dir else []
-        done = subprocess.run(argv, env=environment, capture_output=True, text=True)
-        return cell, done
+        argv = run_argv(benchmark, cell, out, methods_dirs, cache_dir, compute)
+        return cell, subprocess.run(argv, env=environment, capture_output=True, text=True)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for (method, seed, fraction), done in pool.map(run_one, todo):

@@ -9,6 +9,11 @@ class OctbenchError(Exception):
     """Bad input or configuration. The message names the file, row or column and what to do."""
 
 
+class NotRankZero(Exception):
+    """Raised in the other processes of a distributed run once pretraining is done: only rank 0
+    evaluates and writes the run record, the others end quietly with status 0."""
+
+
 def closest(name: str, choices) -> str:
     """' (did you mean X?)' for the closest choice, or '' when nothing is close."""
     lowered = {str(c).lower(): str(c) for c in choices}

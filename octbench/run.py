@@ -21,7 +21,7 @@ from octbench.backbone import create_backbone
 from octbench.benchmark import Benchmark
 from octbench.clinical import clinical_class_matrix, parse_clinical_spec
 from octbench.cohort import Cohort
-from octbench.errors import OctbenchError
+from octbench.errors import NotRankZero, OctbenchError
 from octbench.evaluate import PROBES, extract_features, linear_probe
 from octbench.finetune import finetune_scores
 from octbench.method import Method, MethodOptions
@@ -38,7 +38,7 @@ from octbench.registry import get_method
 from octbench.simulate.cohort import default_cache_dir, simulated_cohort
 from octbench.splits import leakage_problems, leakage_report
 from octbench.stats import patient_bootstrap_weights, percentile_interval, weighted_auroc
-from octbench.training import CHECKPOINT_DIR, InMemoryBatches, pretrain
+from octbench.training import CHECKPOINT_DIR, Compute, InMemoryBatches, pretrain
 
 
 @dataclass
@@ -55,6 +55,7 @@ class RunRequest:
     progress: bool = True
     label_fraction: float = 1.0  # share of training patients whose biomarker labels are used
     strict: bool = False  # refuse a cohort whose splits share patients or identical images
+    compute: Compute = field(default_factory=Compute)  # devices, nodes, torch.compile
 
 
 def load_cohort(benchmark: Benchmark, cache_dir: Path | None) -> Cohort:
@@ -237,13 +238,16 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
                      timing: dict, started: float) -> tuple[Path, dict, bool]:
     benchmark, method_cls = request.benchmark, type(method)
     start = time.perf_counter()
+    processes = 0  # none trained: reused pretraining, or a method without any
     donor = pretrained_sibling(final, method_cls)
     if donor is not None:  # the same pretraining, recorded at another label fraction
         method.backbone.load_state_dict(torch.load(donor / BACKBONE_FILE, map_location="cpu"))
         shutil.copy(donor / "pretrain_log.csv", work / "pretrain_log.csv")
     elif method_cls.n_views > 0:
-        pretrain(method, pretraining_data(cohort, method_cls, options, train_rows), benchmark.pretrain,
-                 request.seed, work, progress=request.progress)
+        data = pretraining_data(cohort, method_cls, options, train_rows)
+        processes = pretrain(method, data, benchmark.pretrain, request.seed, work, request.progress, request.compute)
+        if processes is None:
+            raise NotRankZero()  # the other DDP processes end here: rank 0 evaluates and writes the record
     timing["pretrain_s"] = time.perf_counter() - start
     metrics, predictions, eval_timing = evaluate(method, cohort, benchmark, request.seed, train_rows, work)
     timing.update(eval_timing)
@@ -257,6 +261,7 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
         "label_fraction": request.label_fraction, "pretraining_reused_from": donor and donor.name,
         "benchmark": benchmark.to_dict(), "splits": cohort.split_patients(),
         "leakage": leakage, "versions": package_versions(), "git_commit": git_commit(),
+        "compute": {**dataclasses.asdict(request.compute), "processes": processes},
     }
     write_run_record(work, config, metrics, predictions, method.backbone)
     publish(work, final)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from octbench.augment import ViewAugmentation, to_normalized_float
+from octbench.augment import to_normalized_float
 from octbench.benchmark import PretrainSpec
+from octbench.errors import OctbenchError
 from octbench.method import Method
 
 
@@ -48,11 +50,15 @@ class StepBatches(Sampler):
 
     Each epoch is a fresh permutation from one seeded generator (drop-last batches); the stream is
     the one torch's RandomSampler inside a BatchSampler produces, which draws a second, unused
-    permutation at the end of every epoch."""
+    permutation at the end of every epoch. With several processes every one draws the same global
+    batch and keeps its own slice of it, so the global batch does not depend on the process count."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, total: int, start: int = 0):
+    def __init__(self, n: int, batch_size: int, seed: int, total: int, start: int = 0, rank: int = 0,
+                 world: int = 1):
         self.n, self.batch_size, self.seed, self.total, self.start = n, batch_size, seed, total, start
         self.per_epoch = n // batch_size
+        self.share = batch_size // world
+        self.rank = rank
 
     def __len__(self) -> int:
         # The whole run is one Lightning epoch, so a restored batch counter (= step) stays aligned.
@@ -67,15 +73,33 @@ class StepBatches(Sampler):
                 order = torch.randperm(self.n, generator=generator)
                 torch.randperm(self.n, generator=generator)  # the sampler's draw at StopIteration
             if step >= self.start:
-                offset = (step % self.per_epoch) * self.batch_size
-                yield order[offset:offset + self.batch_size].tolist()
+                offset = (step % self.per_epoch) * self.batch_size + self.rank * self.share
+                yield order[offset:offset + self.share].tolist()
 
 
 def batch_loader(dataset: InMemoryBatches, batch_size: int, seed: int, total_steps: int,
-                 start_step: int = 0) -> DataLoader:
+                 start_step: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
     batch_size = min(batch_size, len(dataset))
-    sampler = StepBatches(len(dataset), batch_size, seed, total_steps, start_step)
+    if batch_size % world:
+        raise OctbenchError(f"the global batch of {batch_size} does not split evenly over {world} processes; "
+                            f"choose a batch_size that is a multiple of {world}")
+    sampler = StepBatches(len(dataset), batch_size, seed, total_steps, start_step, rank, world)
+    # The batch is already in memory: a worker process would only copy it (batch_size=None: no collate).
     return DataLoader(dataset, sampler=sampler, batch_size=None, pin_memory=torch.cuda.is_available())
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where pretraining runs; none of it changes what a run computes, only how fast.
+
+    devices x num_nodes processes share the benchmark's global batch (Lightning's DDP, started by
+    `octbench run` itself, by torchrun or by SLURM's srun). compile: torch.compile the backbone."""
+    devices: int = 1
+    num_nodes: int = 1
+    compile: bool = False
+
+
+ONE_PROCESS = Compute()
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -86,11 +110,17 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 
 class Pretraining(pl.LightningModule):
-    def __init__(self, method: Method, spec: PretrainSpec, augmentation: ViewAugmentation):
+    def __init__(self, method: Method, spec: PretrainSpec, dataset: InMemoryBatches, seed: int, start_step: int):
         super().__init__()
         self.method = method
         self.spec = spec
-        self.augmentation = augmentation
+        self.augmentation = method.augmentation
+        self.dataset, self.seed, self.start_step = dataset, seed, start_step
+
+    def train_dataloader(self) -> DataLoader:
+        # Built here, where the process's rank is known (after DDP has started).
+        return batch_loader(self.dataset, self.spec.batch_size, self.seed, self.spec.steps, self.start_step,
+                            self.global_rank, self.trainer.world_size)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         batch["image"] = to_normalized_float(batch["image"]).contiguous(memory_format=torch.channels_last)
@@ -115,6 +145,11 @@ class Pretraining(pl.LightningModule):
         self.rng_to_restore = checkpoint.get("rng")
 
     def on_train_start(self) -> None:
+        if self.trainer.world_size > 1:
+            # Every process draws its own views (a seed per rank); a resumed one continues from
+            # a seed derived from the step, since only rank 0's generator state is checkpointed.
+            torch.manual_seed(self.seed + 1_000_003 * self.global_rank + self.global_step)
+            return
         rng = getattr(self, "rng_to_restore", None)
         if rng:  # after Lightning's own restore, right before the first resumed step
             torch.set_rng_state(rng["torch"])
@@ -127,10 +162,11 @@ class Pretraining(pl.LightningModule):
         no_decay = [p for p in self.method.parameters() if p.requires_grad and p.ndim <= 1]
         groups = [{"params": decay, "weight_decay": spec.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]  # no decay on norms and biases
+        lr = spec.effective_lr()
         if spec.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=spec.lr)
+            optimizer = torch.optim.AdamW(groups, lr=lr)
         elif spec.optimizer == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=spec.lr, momentum=0.9)
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9)
         else:
             raise ValueError(f"unknown optimizer {spec.optimizer!r}")
         warmup = max(1, int(spec.warmup_fraction * spec.steps))
@@ -143,33 +179,42 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed: int, work_dir: Path,
-             progress: bool = True) -> None:
+             progress: bool = True, compute: Compute = ONE_PROCESS) -> int | None:
     """Train `method` in place for `spec.steps` steps; the loss curve goes to work_dir/pretrain_log.csv.
+    Returns the number of processes that trained, in rank 0 (the one that goes on to evaluate and
+    write the record), and None in the others.
 
     A checkpoint is kept in work_dir/checkpoints about every tenth of the run; if one is there when
     training starts (the run was killed), training continues from it and, on CPU, ends exactly
     where an uninterrupted run would."""
     pl.seed_everything(seed, workers=True, verbose=False)
     method.to(memory_format=torch.channels_last)
-    module = Pretraining(method, spec, method.augmentation)
+    if compute.compile:
+        method.backbone.compile()  # in place: the state dict keeps its keys
     resume, start = last_checkpoint(work_dir)
+    module = Pretraining(method, spec, dataset, seed, start)
     earlier_log = work_dir / "pretrain_log.partial.csv"
     if resume and (work_dir / "metrics.csv").exists():
         (work_dir / "metrics.csv").replace(earlier_log)  # the logger starts a new file
     elif not resume:
         earlier_log.unlink(missing_ok=True)  # from an attempt whose checkpoint was unusable
     on_gpu = torch.cuda.is_available()
+    distributed = compute.devices * compute.num_nodes > 1
     checkpoints = ModelCheckpoint(dirpath=work_dir / CHECKPOINT_DIR, filename="last", save_top_k=0,
                                   save_last=True, every_n_train_steps=max(1, min(100, spec.steps // 10)))
     trainer = pl.Trainer(
-        max_steps=spec.steps, max_epochs=-1, accelerator="auto", devices=1,
+        max_steps=spec.steps, max_epochs=-1, accelerator="auto", devices=compute.devices,
+        num_nodes=compute.num_nodes, strategy="ddp" if distributed else "auto",
+        sync_batchnorm=spec.sync_batchnorm and distributed, use_distributed_sampler=False,  # StepBatches slices
         precision="bf16-mixed" if on_gpu else "32-true",
         deterministic=not on_gpu,  # bit-identical CPU runs; GPU keeps its fast kernels
         logger=CSVLogger(str(work_dir), name="", version=""), log_every_n_steps=max(1, min(5, spec.steps // 20)),
         callbacks=[checkpoints], enable_model_summary=False, enable_progress_bar=progress,
         default_root_dir=str(work_dir))
-    trainer.fit(module, batch_loader(dataset, spec.batch_size, seed, spec.steps, start), ckpt_path=resume)
+    trainer.fit(module, ckpt_path=resume)
     method.cpu()
+    if not trainer.is_global_zero:
+        return None
     log = pd.read_csv(work_dir / "metrics.csv")
     if earlier_log.exists():
         before = pd.read_csv(earlier_log)
@@ -179,6 +224,7 @@ def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed:
     (work_dir / "metrics.csv").unlink()
     (work_dir / "hparams.yaml").unlink(missing_ok=True)
     shutil.rmtree(work_dir / CHECKPOINT_DIR, ignore_errors=True)  # not part of the run record
+    return trainer.world_size
 
 
 def last_checkpoint(work_dir: Path) -> tuple[str | None, int]:
