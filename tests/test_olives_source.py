@@ -122,7 +122,8 @@ def test_clinical_pool_format(tmp_path):
     (lambda t: t.assign(BCVA=[70, np.nan, 71]), "line 3 has 'BCVA'"),
     (lambda t: t.assign(CST=[300, 301, -5]), "line 4 has 'CST' = -5"),
     (lambda t: t.assign(Patient_ID=[3.0, 3.5, 3.0]), "ids must be whole numbers"),
-    (lambda t: pd.concat([t, t.iloc[[1]]]), "line 5 repeats image"),
+    (lambda t: pd.concat([t, t.iloc[[1]]]), "line 5 has 'Path (Trial/Arm/Folder/Visit/Eye/Image Name)' = "
+                                            "'/Prime_FULL/01-003/W0/OD/1.png'; it repeats"),
 ])
 def test_bad_tables_name_the_file_row_and_column(tmp_path, change, message):
     change(biomarker_rows([3], 3, seed=0)).to_csv(tmp_path / "bad.csv", index=False)

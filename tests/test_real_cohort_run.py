@@ -107,6 +107,25 @@ FIRST_TRAIN_IMAGE = "Prime_FULL/01-001/W0/OD/0.png"
     (lambda t: break_image(t, FIRST_TRAIN_IMAGE,
                            lambda p: Image.fromarray(np.full((8, 8), 999, dtype=np.uint16)).save(p)),
      f"{FIRST_TRAIN_IMAGE}: I;16 image"),
+    (lambda t: break_image(t, FIRST_TRAIN_IMAGE, lambda p: p.write_bytes(b"")),
+     f"{FIRST_TRAIN_IMAGE}: cannot be decoded"),
+    (lambda t: break_image(t, FIRST_TRAIN_IMAGE, lambda p: Image.fromarray(np.full((16, 16), 7, np.uint8)).save(p)),
+     f"{FIRST_TRAIN_IMAGE}: constant image (every pixel is 7)"),
+    (lambda t: break_csv(t, "biomarker_csv_files/complete_biomarker_training.csv",
+                         lambda f: f.rename(columns={"IR HRF": "IR HFR"})),
+     "'IRHRF', 'Intraretinal hyperreflective foci') (did you mean 'IR HFR'?)"),
+    (lambda t: break_csv(t, "biomarker_csv_files/complete_biomarker_training.csv",
+                         lambda f: pd.concat([f, f.iloc[[2]]])),
+     "complete_biomarker_training.csv: line 34 has 'Path (Trial/Arm/Folder/Visit/Eye/Image Name)' = "
+     "'/Prime_FULL/01-001/W0/OD/2.png'; it repeats an earlier row's image"),
+    (lambda t: break_csv(t, "datasets_combined/prime_trex_compressed.csv",
+                         lambda f: f.assign(BCVA=f["BCVA"].where(f.index % 10 != 1, 150))),
+     "prime_trex_compressed.csv: line 3 has 'BCVA' = 150 (and 3 more rows: lines 13, 23, 33); it must be an ETDRS "
+     "letter score from 0 to 100"),
+    (lambda t: break_csv(t, "biomarker_csv_files/complete_biomarker_test.csv",
+                         lambda f: f.assign(CST=f["CST"] / 1000)),
+     "complete_biomarker_test.csv: line 2 has 'CST' = 0.3 (and 7 more rows: lines 3, 4, 5, 6, 7, ...); it must be "
+     "a thickness in micrometres"),
 ])
 def test_bad_input_exits_2_naming_the_culprit_and_creates_no_run_folder(tmp_path, capsys, damage, culprit):
     write_olives_tables(tmp_path)
@@ -123,3 +142,34 @@ def test_fixture_tables_hold_what_the_bad_input_tests_assume(tmp_path):
     tables = write_olives_tables(tmp_path, images=False)
     assert tables["train"][PATH_HEADER].iloc[0] == "/" + FIRST_TRAIN_IMAGE
     assert len(tables["pool"]) == 40 and tables["train"]["Patient_ID"].dtype == float
+
+
+def test_every_table_problem_is_reported_at_once(tmp_path, capsys):
+    write_olives_tables(tmp_path)
+    break_csv(tmp_path, "datasets_combined/prime_trex_compressed.csv", lambda f: f.drop(columns="CST"))
+    break_csv(tmp_path, "biomarker_csv_files/complete_biomarker_training.csv",
+              lambda f: f.assign(BCVA=f["BCVA"].where(f.index != 0)))
+    break_csv(tmp_path, "biomarker_csv_files/complete_biomarker_test.csv",
+              lambda f: f.assign(**{"Fluid (IRF)": f["Fluid (IRF)"].where(f.index != 1, 2)}))
+    argv = ["run", "--method", "simclr", "--benchmark", OLIVES_TINY, "--tables", str(tmp_path / "tables"),
+            "--olives-root", str(tmp_path / "img"), "--out", str(tmp_path / "results"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "3 problems in the cohort's tables" in error
+    assert "prime_trex_compressed.csv: no column for CST" in error
+    assert "complete_biomarker_training.csv: line 2 has 'BCVA' = empty" in error
+    assert "complete_biomarker_test.csv: line 3 has 'Fluid (IRF)' = 2; biomarker labels must be 0 or 1" in error
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_image_root_that_does_not_exist_is_named(tmp_path, capsys):
+    write_olives_tables(tmp_path, images=False)
+    argv = ["run", "--method", "simclr", "--benchmark", OLIVES_TINY, "--tables", str(tmp_path / "tables"),
+            "--olives-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "results"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"image root {tmp_path / 'nowhere'} does not exist" in error
+    assert error.count("\n") < 5  # one clear line, not a list of every missing file
+    assert not (tmp_path / "results").exists()

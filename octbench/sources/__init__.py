@@ -14,6 +14,9 @@ from octbench.errors import OctbenchError
 
 def cohort_table(spec: CohortSpec) -> pd.DataFrame:
     """The cohort table of a file-based source (olives, table, folder), with its `path` column."""
+    if spec.image_root and not Path(spec.image_root).is_dir():  # one line, not every image listed missing
+        raise OctbenchError(f"image root {spec.image_root} does not exist; pass the folder the tables' paths are "
+                            "relative to with --olives-root / --image-root, or set [cohort] image_root")
     if spec.source == "olives":
         from octbench.sources.olives import olives_cohort_table
 

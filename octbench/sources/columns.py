@@ -54,15 +54,54 @@ def csv_line(frame: pd.DataFrame, position: int) -> int:
     return int(frame.index[position]) + 2
 
 
-def clinical_values(frame: pd.DataFrame, column: str, file: Path) -> pd.Series:
-    """A numeric clinical value (BCVA letters, CST µm): present, a number, not negative."""
+class Problems:
+    """Collects every problem of a cohort's tables, so that one run reports all of them (a user
+    fixes the export once) instead of the first only."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def check(self, function, *args):
+        """function(*args), or None with its problem noted."""
+        try:
+            return function(*args)
+        except OctbenchError as error:
+            self.messages.append(str(error))
+            return None
+
+    def raise_all(self) -> None:
+        if len(self.messages) == 1:
+            raise OctbenchError(self.messages[0])
+        if self.messages:
+            raise OctbenchError(f"{len(self.messages)} problems in the cohort's tables; fix them and run again:\n  "
+                                + "\n  ".join(self.messages))
+
+
+def bad_rows(frame: pd.DataFrame, column: str, bad: pd.Series, file: Path, rule: str) -> OctbenchError:
+    """'file: line 5 has 'BCVA' = empty (and 2 more rows: lines 9, 12); rule'."""
+    positions = np.flatnonzero(bad.to_numpy())
+    first = positions[0]
+    message = f"{file}: line {csv_line(frame, first)} has {column.strip()!r} = {shown(frame[column].iloc[first])}"
+    if len(positions) > 1:
+        lines = ", ".join(str(csv_line(frame, p)) for p in positions[1:6])
+        message += f" (and {len(positions) - 1} more rows: lines {lines}{', ...' if len(positions) > 6 else ''})"
+    return OctbenchError(f"{message}; {rule}")
+
+
+# Plausible values: BCVA as an ETDRS letter score, CST as a thickness in micrometres. Outside them
+# a value is a typo or another unit (logMAR, Snellen, millimetres), which would silently corrupt
+# the classes clinical SupCon is trained on.
+CLINICAL_RANGES = {"BCVA": (0, 100, "an ETDRS letter score from 0 to 100 (convert logMAR or Snellen values)"),
+                   "CST": (50, 2000, "a thickness in micrometres from 50 to 2000 (not millimetres)")}
+
+
+def clinical_values(frame: pd.DataFrame, column: str, file: Path, name: str | None = None) -> pd.Series:
+    """A numeric clinical value: present, a number, in its plausible range (BCVA, CST) or not negative."""
     values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() | (values < 0)
+    low, high, unit = CLINICAL_RANGES.get(name or normalised(column).upper(), (0, np.inf, "not negative"))
+    bad = values.isna() | (values < low) | (values > high)
     if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
-        raw = frame[column].iloc[position]
-        raise OctbenchError(f"{file}: line {csv_line(frame, position)} has {column.strip()!r} = {shown(raw)}, "
-                            f"which is missing or negative ({int(bad.sum())} such rows); fix or drop those rows")
+        raise bad_rows(frame, column, bad, file, f"it must be {unit}; fix or drop those rows")
     return values
 
 
@@ -71,9 +110,7 @@ def integer_ids(frame: pd.DataFrame, column: str, file: Path) -> pd.Series:
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = values.isna() | (values != values.round())
     if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
-        raise OctbenchError(f"{file}: line {csv_line(frame, position)} has {column!r} = "
-                            f"{shown(frame[column].iloc[position])}; ids must be whole numbers")
+        raise bad_rows(frame, column, bad, file, "ids must be whole numbers")
     return values.astype(np.int64)
 
 
@@ -81,9 +118,7 @@ def binary_labels(frame: pd.DataFrame, column: str, file: Path) -> pd.Series:
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = ~values.isin([0, 1])
     if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
-        raise OctbenchError(f"{file}: line {csv_line(frame, position)} has {column!r} = "
-                            f"{shown(frame[column].iloc[position])}; biomarker labels must be 0 or 1")
+        raise bad_rows(frame, column, bad, file, "biomarker labels must be 0 or 1")
     return values.astype(np.int64)
 
 

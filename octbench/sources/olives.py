@@ -25,6 +25,8 @@ import pandas as pd
 from octbench import BIOMARKERS
 from octbench.errors import OctbenchError
 from octbench.sources.columns import (
+    Problems,
+    bad_rows,
     binary_labels,
     clinical_values,
     csv_line,
@@ -96,32 +98,36 @@ def read_table(file: Path, image_root: str | Path | None = None, biomarkers: boo
     the six canonical biomarkers."""
     file = Path(file)
     frame = read_csv(file)
-    found = {key: find_column(frame, SPELLINGS[key], key, file)
-             for key in ("path", "BCVA", "CST", "eye", "patient", *(BIOMARKERS if biomarkers else ()))}
+    problems = Problems()
+    keys = ("path", "BCVA", "CST", "eye", "patient", *(("slice", *BIOMARKERS) if biomarkers else ()))
+    found = {key: problems.check(find_column, frame, SPELLINGS[key], key, file) for key in keys}
+    problems.raise_all()  # the values below need their columns
     relative = frame[found["path"]].map(relative_path)
-    facts = path_facts(frame, found["path"], file)
+    facts = problems.check(path_facts, frame, found["path"], file)
+    checked = {key: problems.check(clinical_values, frame, found[key], file, key) for key in ("BCVA", "CST")}
+    checked |= {key: problems.check(integer_ids, frame, found[key], file)
+                for key in ("patient", "eye", *(("slice",) if biomarkers else ()))}
+    checked |= {key: problems.check(binary_labels, frame, found[key], file) for key in keys if key in BIOMARKERS}
+    duplicated = relative.duplicated()
+    if duplicated.any():
+        problems.messages.append(str(bad_rows(frame, found["path"], duplicated, file,
+                                              "it repeats an earlier row's image; each B-scan must appear once "
+                                              "per table")))
+    problems.raise_all()
     table = pd.DataFrame({
         "sample_id": relative,
         "path": joined(relative, image_root),
-        "patient": integer_ids(frame, found["patient"], file),
-        "eye": integer_ids(frame, found["eye"], file),
+        "patient": checked["patient"],
+        "eye": checked["eye"],
         "laterality": facts["laterality"],
         "visit": facts["visit"],
-        "slice": facts["file_slice"],
-        "BCVA": clinical_values(frame, found["BCVA"], file),
-        "CST": clinical_values(frame, found["CST"], file),
-    })
-    if biomarkers:
-        slice_column = find_column(frame, SPELLINGS["slice"], "slice", file)
         # `Scan (n/49)` counts from 1; slices count from 0 as the image numbers do (0.tif is scan 1).
-        table["slice"] = integer_ids(frame, slice_column, file) - 1
-        for key in BIOMARKERS:
-            table[key] = binary_labels(frame, found[key], file)
-    duplicated = table["sample_id"].duplicated()
-    if duplicated.any():
-        position = int(np.flatnonzero(duplicated.to_numpy())[0])
-        raise OctbenchError(f"{file}: line {csv_line(frame, position)} repeats image "
-                            f"{table['sample_id'].iloc[position]!r}; each B-scan must appear once per table")
+        "slice": checked["slice"] - 1 if biomarkers else facts["file_slice"],
+        "BCVA": checked["BCVA"],
+        "CST": checked["CST"],
+    })
+    for key in BIOMARKERS if biomarkers else ():
+        table[key] = checked[key]
     return table
 
 
@@ -164,9 +170,12 @@ def olives_cohort_table(tables: str | Path, image_root: str | Path | None = None
     if not tables.is_dir():
         raise OctbenchError(f"OLIVES tables folder {tables} does not exist; pass --tables FOLDER (the "
                             "official code's final_csvs_1) or set [cohort] tables")
-    pool = limit_by_patient(read_table(tables / POOL_TABLE, image_root, biomarkers=False), limit, seed)
-    train = limit_by_patient(read_table(tables / TRAIN_TABLE, image_root), limit, seed)
-    test = limit_by_patient(read_table(tables / TEST_TABLE, image_root), limit, seed)
+    problems = Problems()  # every table is checked before any problem is reported
+    pool = problems.check(read_table, tables / POOL_TABLE, image_root, False)
+    train = problems.check(read_table, tables / TRAIN_TABLE, image_root)
+    test = problems.check(read_table, tables / TEST_TABLE, image_root)
+    problems.raise_all()
+    pool, train, test = (limit_by_patient(t, limit, seed) for t in (pool, train, test))
 
     val = validation_patients(train, test, validation_fraction, seed)
     train["split"] = np.where(train["patient"].isin(val), "val", "train")

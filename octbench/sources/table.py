@@ -24,14 +24,14 @@ from octbench import BIOMARKERS
 from octbench.benchmark import CohortSpec
 from octbench.errors import OctbenchError
 from octbench.sources.columns import (
+    Problems,
+    bad_rows,
     binary_labels,
     clinical_values,
-    csv_line,
     find_column,
     integer_ids,
     limit_by_patient,
     read_csv,
-    shown,
 )
 from octbench.sources.olives import joined, relative_path
 from octbench.splits import patient_level_split
@@ -53,38 +53,46 @@ def split_column(frame: pd.DataFrame, column: str, file: Path) -> pd.Series:
     values = frame[column].astype(str).str.strip().str.lower()
     bad = ~values.isin(SPLITS)
     if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
-        raise OctbenchError(f"{file}: line {csv_line(frame, position)} has {column!r} = "
-                            f"{shown(frame[column].iloc[position])}; use one of {', '.join(SPLITS)}")
+        raise bad_rows(frame, column, bad, file, f"use one of {', '.join(SPLITS)}")
     return values
 
 
 def table_cohort_table(spec: CohortSpec) -> pd.DataFrame:
     file = Path(spec.table)
     frame = limit_by_patient_raw(read_csv(file), spec, file)
-    required = {name: find_column(frame, (spec.columns.get(name, name),), name, file) for name in ("path", "patient")}
+    labels = list(spec.labels or BIOMARKERS)
+    problems = Problems()  # every missing column and bad value is reported at once
+
+    def column(name: str, what: str | None = None) -> str | None:
+        return problems.check(find_column, frame, (spec.columns.get(name, name),), what or name, file)
+
+    required = {name: column(name) for name in ("path", "patient")}
+    optional = {name: problems.check(optional_column, frame, name, spec, file) for name in OPTIONAL}
+    clinical = {name: column(name) for name in spec.clinical}
+    label_columns = {name: column(name, f"label {name}") for name in labels}
+    problems.raise_all()  # the values below need their columns
     relative = frame[required["path"]].map(relative_path)
     table = pd.DataFrame({"sample_id": relative, "path": joined(relative, spec.image_root),
-                          "patient": integer_ids(frame, required["patient"], file)})
-    for name in OPTIONAL:
-        column = optional_column(frame, name, spec, file)
-        if column is None:
+                          "patient": problems.check(integer_ids, frame, required["patient"], file)})
+    for name, header in optional.items():
+        if header is None:
             continue
         if name in ("BCVA", "CST"):
-            table[name] = clinical_values(frame, column, file)
+            table[name] = problems.check(clinical_values, frame, header, file, name)
         elif name == "split":
-            table[name] = split_column(frame, column, file)
+            table[name] = problems.check(split_column, frame, header, file)
         else:
-            table[name] = integer_ids(frame, column, file)
-    table["eye"] = table["eye"] if "eye" in table else table["patient"]  # one eye per patient unless told
-    for name in spec.clinical:
-        table[name] = frame[find_column(frame, (spec.columns.get(name, name),), name, file)]
-    labels = list(spec.labels or BIOMARKERS)
-    for name in labels:
-        column = find_column(frame, (spec.columns.get(name, name),), f"label {name}", file)
-        present = frame[column].notna()
+            table[name] = problems.check(integer_ids, frame, header, file)
+    for name, header in label_columns.items():
+        present = frame[header].notna()
+        values = problems.check(binary_labels, frame[present], header, file)
         table[name] = np.nan
-        table.loc[present, name] = binary_labels(frame[present], column, file).astype(float)
+        if values is not None:
+            table.loc[present, name] = values.astype(float)
+    problems.raise_all()
+    table["eye"] = table["eye"] if "eye" in table else table["patient"]  # one eye per patient unless told
+    for name, header in clinical.items():
+        table[name] = frame[header]
     if "split" not in table:
         split_of = patient_level_split(table["patient"].to_numpy(), dict(spec.split), spec.seed)
         table["split"] = table["patient"].map(split_of)
