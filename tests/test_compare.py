@@ -1,6 +1,7 @@
 """Leaderboard statistics, nested label fractions, and a compare that resumes."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,18 @@ def test_an_interrupted_compare_reruns_only_the_missing_cell(compared, capsys):
     assert printed.count("(reused)") == len(before)
     assert (victim / "metrics.json").exists()
     assert before == {f.name: (f / "metrics.json").stat().st_mtime_ns for f in runs if f != victim}
+
+
+def test_a_run_without_metrics_is_reported_and_left_out_of_every_table(compared, capsys):
+    out, _ = compared
+    broken = out / "runs" / "simclr_interrupted_copy"
+    shutil.copytree(sorted((out / "runs").iterdir())[-1], broken)
+    (broken / "metrics.json").unlink()
+    before = (out / "tiny" / "leaderboard.csv").read_text()
+    capsys.readouterr()
+    try:
+        assert main(["report", "--benchmark", TINY, "--out", str(out), "--no-embedding"]) == 0
+        assert f"left out: {broken} has no metrics.json" in capsys.readouterr().out
+        assert (out / "tiny" / "leaderboard.csv").read_text() == before
+    finally:
+        shutil.rmtree(broken)
