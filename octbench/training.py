@@ -179,7 +179,7 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed: int, work_dir: Path,
-             progress: bool = True, compute: Compute = ONE_PROCESS) -> int | None:
+             progress: bool = True, compute: Compute = ONE_PROCESS, callbacks=()) -> int | None:
     """Train `method` in place for `spec.steps` steps; the loss curve goes to work_dir/pretrain_log.csv.
     Returns the number of processes that trained, in rank 0 (the one that goes on to evaluate and
     write the record), and None in the others.
@@ -209,7 +209,7 @@ def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed:
         precision="bf16-mixed" if on_gpu else "32-true",
         deterministic=not on_gpu,  # bit-identical CPU runs; GPU keeps its fast kernels
         logger=CSVLogger(str(work_dir), name="", version=""), log_every_n_steps=max(1, min(5, spec.steps // 20)),
-        callbacks=[checkpoints], enable_model_summary=False, enable_progress_bar=progress,
+        callbacks=[checkpoints, *callbacks], enable_model_summary=False, enable_progress_bar=progress,
         default_root_dir=str(work_dir))
     trainer.fit(module, ckpt_path=resume)
     method.cpu()
