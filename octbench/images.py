@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
@@ -32,6 +32,8 @@ WIDE_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
 def decode_bscan(data: bytes, size: int) -> np.ndarray:
     """(size, size) uint8 from an encoded 8-bit image; ValueError says what is wrong with it."""
+    if not data:
+        raise ValueError("cannot be decoded: the file is empty (0 bytes); was the export interrupted?")
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()  # decodes now, so a truncated file fails here rather than later
@@ -47,6 +49,9 @@ def decode_bscan(data: bytes, size: int) -> np.ndarray:
             return np.asarray(gray, dtype=np.uint8)
     except ValueError:
         raise
+    except UnidentifiedImageError:
+        raise ValueError("cannot be decoded: not an image format Pillow reads (is it truncated or not an "
+                         "image?)") from None
     except (OSError, Image.DecompressionBombError, SyntaxError) as error:
         raise ValueError(f"cannot be decoded ({error}); is it truncated or not an image?") from None
 
