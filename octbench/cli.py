@@ -189,15 +189,16 @@ def command_compare(args) -> None:
     if not methods:
         raise OctbenchError(f"benchmark {benchmark.name!r} names no methods; pass --methods")
     compute = compute_options(args)
+    seeds = range(args.seeds or benchmark.seeds)
     if args.submit:
         from octbench.sweep import SlurmOptions, submit_cells
 
         slurm = SlurmOptions(partition=args.slurm_partition, minutes=args.slurm_time, cpus=args.slurm_cpus)
-        submit_cells(benchmark, methods, range(args.seeds or benchmark.seeds), args.fractions, args.out,
+        submit_cells(benchmark, methods, seeds, args.fractions, args.out,
                      args.submit, slurm, compute, methods_dirs=args.methods_dir, cache_dir=args.cache_dir)
     else:
-        run_cells(benchmark, methods, range(args.seeds or benchmark.seeds), args.fractions, args.out,
-                  jobs=args.jobs, methods_dirs=args.methods_dir, cache_dir=args.cache_dir, compute=compute)
+        run_cells(benchmark, methods, seeds, args.fractions, args.out, jobs=args.jobs, methods_dirs=args.methods_dir,
+                  cache_dir=args.cache_dir, compute=compute)
     folder = build_report(args.out, benchmark, embedding=not args.no_embedding)
     print((folder / "leaderboard.md").read_text())
     print(f"report: {folder}")

@@ -103,6 +103,13 @@ def method_options(method_cls: type[Method], request: RunRequest, clinical_colum
     return MethodOptions(clinical=parse_clinical_spec(spec, clinical_columns), bins=request.bins)
 
 
+def planned_run(request: RunRequest, method_cls: type[Method], cohort: Cohort) -> tuple[MethodOptions, str, Path]:
+    """The method's options, the run id and the folder the run's record has (or will have)."""
+    options = method_options(method_cls, request, cohort.clinical_columns())
+    identity = run_id(request, method_cls, options)
+    return options, identity, Path(request.out) / "runs" / identity
+
+
 def run_id(request: RunRequest, method_cls: type[Method], options: MethodOptions) -> str:
     """Encodes the run, OpenMMLab style: method[-labels], backbone, schedule, benchmark, seed, labels."""
     b = request.benchmark
@@ -209,9 +216,7 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     method_cls = get_method(request.method, request.methods_dirs)
     cohort = load_cohort(benchmark, request.cache_dir)  # cached after the first run: cheap
     timing = {"cohort_s": time.perf_counter() - started}
-    options = method_options(method_cls, request, cohort.clinical_columns())
-    identity = run_id(request, method_cls, options)
-    final = Path(request.out) / "runs" / identity
+    options, identity, final = planned_run(request, method_cls, cohort)
     if not request.force and (existing := load_metrics(final)) is not None:
         return final, existing, True
     leakage = check_leakage(cohort, request.strict)  # only for a run that will be made

@@ -16,7 +16,7 @@ from octbench.compare import cells, elapsed, run_argv
 from octbench.errors import OctbenchError
 from octbench.record import load_metrics
 from octbench.registry import get_method
-from octbench.run import RunRequest, load_cohort, method_options, run_id
+from octbench.run import RunRequest, load_cohort, planned_run
 from octbench.training import Compute
 
 
@@ -30,13 +30,12 @@ class SlurmOptions:
 def missing_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, methods_dirs=(),
                   cache_dir: Path | None = None) -> list[tuple[str, int, float]]:
     """The cells without a complete run record: a resubmitted sweep sends only what is left."""
-    clinical_columns = load_cohort(benchmark, cache_dir).clinical_columns()
+    cohort = load_cohort(benchmark, cache_dir)
     todo = []
     for method, seed, fraction in cells(methods, seeds, fractions):
-        method_cls = get_method(method, list(methods_dirs))
         request = RunRequest(benchmark=benchmark, method=method, seed=seed, out=out, label_fraction=fraction)
-        identity = run_id(request, method_cls, method_options(method_cls, request, clinical_columns))
-        if load_metrics(Path(out) / "runs" / identity) is None:
+        _, _, folder = planned_run(request, get_method(method, list(methods_dirs)), cohort)
+        if load_metrics(folder) is None:
             todo.append((method, seed, fraction))
     return todo
 

@@ -66,8 +66,11 @@ class Problems:
         try:
             return function(*args)
         except OctbenchError as error:
-            self.messages.append(str(error))
+            self.add(error)
             return None
+
+    def add(self, error: OctbenchError) -> None:
+        self.messages.append(str(error))
 
     def raise_all(self) -> None:
         if len(self.messages) == 1:

@@ -110,9 +110,8 @@ def read_table(file: Path, image_root: str | Path | None = None, biomarkers: boo
     checked |= {key: problems.check(binary_labels, frame, found[key], file) for key in keys if key in BIOMARKERS}
     duplicated = relative.duplicated()
     if duplicated.any():
-        problems.messages.append(str(bad_rows(frame, found["path"], duplicated, file,
-                                              "it repeats an earlier row's image; each B-scan must appear once "
-                                              "per table")))
+        problems.add(bad_rows(frame, found["path"], duplicated, file,
+                              "it repeats an earlier row's image; each B-scan must appear once per table"))
     problems.raise_all()
     table = pd.DataFrame({
         "sample_id": relative,
