@@ -15,6 +15,14 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from octbench import BIOMARKERS  # noqa: E402
 
+# Colour-bar labels of the clinical values an embedding map is coloured by.
+UNITS = {"CST": "CST (µm)", "BCVA": "BCVA (ETDRS letters)"}
+
+
+def palette(n: int) -> list:
+    """Distinct colours for n overlaid methods: tab10's are more distinct than tab20's pairs."""
+    return sns.color_palette("tab10" if n <= 10 else "tab20", n)
+
 
 def save(fig, path: Path) -> None:
     fig.savefig(path, dpi=130, bbox_inches="tight")
@@ -37,7 +45,7 @@ def auroc_heatmap(table: pd.DataFrame, path: Path) -> None:
 def roc_curves(cell_scores: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
     """ROC per biomarker, methods overlaid; `cell_scores` maps method -> (y_true, y_score) of its first seed."""
     fig, axes = plt.subplots(2, 3, figsize=(13, 8.5), sharex=True, sharey=True)
-    colours = sns.color_palette("tab20", len(cell_scores))
+    colours = palette(len(cell_scores))
     for j, (biomarker, ax) in enumerate(zip(BIOMARKERS, axes.ravel())):
         for colour, (method, (y_true, y_score)) in zip(colours, cell_scores.items()):
             scored = ~(np.isnan(y_true[:, j]) | np.isnan(y_score[:, j]))  # NaN: not in this biomarker's test set
@@ -77,17 +85,27 @@ def loss_curves(logs: dict[str, pd.DataFrame], path: Path) -> None:
 
 
 def label_efficiency(table: pd.DataFrame, path: Path) -> None:
-    """Mean AUROC against the fraction of labelled training patients, with the 95% interval band."""
+    """Mean AUROC against the fraction of labelled training patients, with the 95% interval band.
+    Methods run at a single fraction are left out when others have a curve: dots would bury it."""
+    fractions_per_method = table.groupby("method")["label_fraction"].nunique()
+    curves = fractions_per_method.index[fractions_per_method > 1]
+    if len(curves):
+        table = table[table["method"].isin(curves)]
     fig, ax = plt.subplots(figsize=(8, 5))
-    for method, part in table.sort_values("label_fraction").groupby("method", sort=False):
+    methods = list(dict.fromkeys(table["method"]))  # the leaderboard's order
+    for colour, method in zip(palette(len(methods)), methods):
+        part = table[table["method"] == method].sort_values("label_fraction")
         x = part["label_fraction"] * 100
-        (line,) = ax.plot(x, part["mean_auroc"], marker="o", label=method)
-        ax.fill_between(x, part["ci_low"], part["ci_high"], color=line.get_color(), alpha=0.15)
+        ax.plot(x, part["mean_auroc"], marker="o", color=colour, label=method)
+        ax.fill_between(x, part["ci_low"], part["ci_high"], color=colour, alpha=0.15)
     ax.set_xscale("log")
+    ticks = sorted(table["label_fraction"].unique() * 100)
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("biomarker-labelled training patients (%)")
     ax.set_ylabel("mean test AUROC")
     ax.set_title("Label efficiency (band: 95% patient-bootstrap interval)")
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="method")
     save(fig, path)
 
 
@@ -108,7 +126,7 @@ def embedding_map(points: np.ndarray, colours: pd.DataFrame, method: str, path: 
         ax.set_xticks([])
         ax.set_yticks([])
         if not binary:
-            fig.colorbar(scatter, ax=ax, fraction=0.046)
+            fig.colorbar(scatter, ax=ax, fraction=0.046, label=UNITS.get(column, column))
     fig.suptitle(f"t-SNE of frozen test features: {method}")
     fig.tight_layout()
     save(fig, path)
