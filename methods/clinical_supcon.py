@@ -46,22 +46,23 @@ class ClinicalSupCon(Method):
         return loss
 
 
-# Named presets: the single labels and the combination the seed paper reports.
+# Named presets: the single labels and the combination the seed paper reports. Their runs are
+# named by the preset alone (clinical-supcon-eye, not clinical-supcon-eye-eye1).
 class SupConBCVA(ClinicalSupCon):
-    name, default_clinical = "clinical-supcon-bcva", "bcva"
+    name, default_clinical, preset = "clinical-supcon-bcva", "bcva", True
     description = "clinical-supcon preset: BCVA (visual acuity letters) as classes"
 
 
 class SupConCST(ClinicalSupCon):
-    name, default_clinical = "clinical-supcon-cst", "cst"
+    name, default_clinical, preset = "clinical-supcon-cst", "cst", True
     description = "clinical-supcon preset: CST (central subfield thickness, µm) as classes"
 
 
 class SupConEye(ClinicalSupCon):
-    name, default_clinical = "clinical-supcon-eye", "eye"
+    name, default_clinical, preset = "clinical-supcon-eye", "eye", True
     description = "clinical-supcon preset: eye identity as classes"
 
 
 class SupConBCVACSTEye(ClinicalSupCon):
-    name, default_clinical = "clinical-supcon-bcva-cst-eye", "bcva,cst,eye"
+    name, default_clinical, preset = "clinical-supcon-bcva-cst-eye", "bcva,cst,eye", True
     description = "clinical-supcon preset: BCVA, CST and eye, equally weighted"

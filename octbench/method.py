@@ -7,6 +7,9 @@ one subclass of `Method`. It declares what it needs instead of overriding a fram
     n_views                    augmented views per image its loss takes (0: no pretraining)
     trains_on                  "pool" (clinically labelled B-scans) or "biomarkers" (expert labels)
     takes_clinical             whether it reads `--clinical` (then batches carry `labels`)
+    default_clinical           the `--clinical` it uses when none is given
+    preset                     its name says its default labels (clinical-supcon-eye), so runs on
+                               them are named by it alone
     augmentation               how its views are drawn (default: the seed paper's family)
     momentum                   (start, end) EMA rate of its momentum targets, cosine-scheduled
 
@@ -59,6 +62,7 @@ class Method(nn.Module):
     trains_on: ClassVar[str] = "pool"
     takes_clinical: ClassVar[bool] = False
     default_clinical: ClassVar[str] = ""  # the --clinical used when none is given
+    preset: ClassVar[bool] = False  # True: the name already says default_clinical
     augmentation: ClassVar[ViewAugmentation] = ViewAugmentation()
     momentum: ClassVar[tuple[float, float] | None] = None
 

@@ -114,7 +114,8 @@ def run_id(request: RunRequest, method_cls: type[Method], options: MethodOptions
     """Encodes the run, OpenMMLab style: method[-labels], backbone, schedule, benchmark, seed, labels."""
     b = request.benchmark
     name = method_cls.name
-    if options.clinical:
+    on_own_labels = method_cls.preset and request.clinical in (None, method_cls.default_clinical)
+    if options.clinical and not (on_own_labels and not options.bins):
         name += "-" + "-".join(f"{c.lower()}{w:g}" for c, w in options.clinical)
         name += f"-bins{options.bins}" if options.bins else ""
     schedule = f"_{b.pretrain.batch_size}xb-{b.pretrain.steps}s" if method_cls.n_views else ""

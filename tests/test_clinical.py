@@ -55,3 +55,21 @@ def test_exact_value_classes_and_quantile_bins():
 def test_missing_clinical_value_names_column_and_row():
     with pytest.raises(OctbenchError, match=r"'BCVA'.*row 2"):
         class_ids(pd.Series([80, 75, None], name="BCVA"))
+
+
+@pytest.mark.parametrize("method, clinical, bins, name", [
+    ("clinical-supcon", None, None, "clinical-supcon-bcva0.5-cst0.5"),  # generic: labels in the name
+    ("clinical-supcon-eye", None, None, "clinical-supcon-eye"),  # a preset on its own labels
+    ("clinical-supcon-bcva-cst-eye", "bcva,cst,eye", None, "clinical-supcon-bcva-cst-eye"),
+    ("clinical-supcon-eye", "bcva", None, "clinical-supcon-eye-bcva1"),  # a preset on other labels
+    ("clinical-supcon-cst", None, 4, "clinical-supcon-cst-cst1-bins4"),
+])
+def test_run_names_say_the_labels_a_run_used_once(method, clinical, bins, name):
+    from octbench.benchmark import load_benchmark
+    from octbench.registry import get_method
+    from octbench.run import RunRequest, method_options, run_id
+
+    request = RunRequest(benchmark=load_benchmark("default"), method=method, clinical=clinical, bins=bins)
+    cls = get_method(method)
+    options = method_options(cls, request, ["BCVA", "CST", "eye", "patient"])
+    assert run_id(request, cls, options).split("_")[0] == name
