@@ -7,6 +7,7 @@ an interrupted run, left out of every table.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -35,14 +36,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """HEAD of the checkout octbench runs from, with '-dirty' when it has uncommitted changes
-    (then the commit alone does not reproduce the run)."""
+    """HEAD of the checkout octbench runs from, with '-dirty' when its code has uncommitted changes
+    (then the commit alone does not reproduce the run). Read once per process, at its first run:
+    the code a process runs is the code it imported, whatever the checkout holds later. Results
+    written into the checkout (results/) do not make it dirty."""
     where = Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=where)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                text=True, timeout=5, cwd=where)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+                                capture_output=True, text=True, timeout=5, cwd=where.parent)
     except (OSError, subprocess.TimeoutExpired):
         return None
     commit = head.stdout.strip()

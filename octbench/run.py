@@ -213,6 +213,7 @@ def evaluate(method: Method, cohort: Cohort, benchmark: Benchmark, seed: int,
 def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     """Run (or reuse) one cell; returns its folder, its metrics and whether it was reused."""
     started = time.perf_counter()
+    git_commit()  # read before training: a checkout changed during a long compare is not what ran
     benchmark = request.benchmark
     method_cls = get_method(request.method, request.methods_dirs)
     cohort = load_cohort(benchmark, request.cache_dir)  # cached after the first run: cheap
