@@ -231,10 +231,15 @@ def main() -> None:
         lines.append(line)
 
     size, batch = benchmark.cohort.image_size, benchmark.pretrain.batch_size
-    model_only = model_only_images_per_s(size, batch, args.steps, device, bf16=device == "cuda")
+    # Model-only is measured before and after the end-to-end run and averaged, so that a machine
+    # that speeds up or slows down during the measurement does not bias the ratio.
+    before = model_only_images_per_s(size, batch, args.steps, device, bf16=device == "cuda")
     pool = cohort.images_of(cohort.part("pool"))
     steady, whole = end_to_end_images_per_s(benchmark, pool, args.steps)
-    report(f"- model-only training (SimCLR, random tensors): {model_only:.0f} views/s; end-to-end pretraining "
+    after = model_only_images_per_s(size, batch, args.steps, device, bf16=device == "cuda")
+    model_only = (before + after) / 2
+    report(f"- model-only training (SimCLR, random tensors): {model_only:.0f} views/s (before {before:.0f}, after "
+           f"{after:.0f}); end-to-end pretraining "
            f"(octbench simclr, {args.steps} steps after 5): {steady:.0f} views/s steady state, ratio "
            f"{steady / model_only:.2f} (target >= 0.9); {whole:.0f} views/s counting the trainer's start-up, "
            f"ratio {whole / model_only:.2f}")
