@@ -110,10 +110,14 @@ class ViewAugmentation:
         radius = max(1, math.ceil(3 * high))
         offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
         kernel = torch.exp(-0.5 * (offsets[None, :] / sigma.clamp(min=1e-3)[:, None]) ** 2)
-        kernel = kernel / kernel.sum(dim=1, keepdim=True)
-        # Only the images drawn for blurring are convolved, one separable kernel each: fold them
-        # into channels and convolve by groups.
-        chosen = (sigma > 0).nonzero().squeeze(1)
+        kernel = kernel / kernel.sum(dim=1, keepdim=True)  # sigma 0 -> a unit impulse: no blur
+        # One separable kernel per image: fold the images into channels and convolve by groups. A
+        # CPU convolves only the images drawn for blurring; a GPU convolves all of them rather than
+        # stall until the host learns which were drawn.
+        if x.device.type == "cpu":
+            chosen = (sigma > 0).nonzero().squeeze(1)
+        else:
+            chosen = torch.arange(n, device=x.device)
         k = len(chosen)
         if k == 0:
             return x

@@ -114,8 +114,10 @@ def run_id(request: RunRequest, method_cls: type[Method], options: MethodOptions
     """Encodes the run, OpenMMLab style: method[-labels], backbone, schedule, benchmark, seed, labels."""
     b = request.benchmark
     name = method_cls.name
-    on_own_labels = method_cls.preset and request.clinical in (None, method_cls.default_clinical)
-    if options.clinical and not (on_own_labels and not options.bins):
+    # A preset on its own labels is named by the preset alone: its name already says them.
+    named_by_preset = (method_cls.preset and request.clinical in (None, method_cls.default_clinical)
+                       and not options.bins)
+    if options.clinical and not named_by_preset:
         name += "-" + "-".join(f"{c.lower()}{w:g}" for c, w in options.clinical)
         name += f"-bins{options.bins}" if options.bins else ""
     schedule = f"_{b.pretrain.batch_size}xb-{b.pretrain.steps}s" if method_cls.n_views else ""
