@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("octbench: interrupted; nothing was recorded for the unfinished run", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `octbench list | head`: the reader has gone, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     return 0
 
 
