@@ -8,6 +8,8 @@ default.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -92,21 +94,166 @@ class Benchmark:
 SECTIONS = {"cohort": CohortSpec, "pretrain": PretrainSpec, "evaluate": EvaluateSpec}
 
 
-def build_section(kind, values: dict, where: str):
-    known = {f.name for f in dataclasses.fields(kind)}
+# Field rules: each takes a value as TOML gives it and returns what is allowed when the value breaks
+# the rule, or None when it is fine. Every key a benchmark file may set has exactly one.
+
+def is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def whole(minimum: int, why: str = ""):
+    return lambda value: None if is_whole(value) and value >= minimum else f"a whole number >= {minimum}{why}"
+
+
+def number(accept, allowed: str):
+    return lambda value: None if is_finite(value) and accept(value) else allowed
+
+
+def one_of(options: tuple):
+    return lambda value: None if value in options and isinstance(value, str) else \
+        f"one of {', '.join(options)}{closest(value, options)}"
+
+
+def text(value) -> str | None:
+    return None if isinstance(value, str) else "a string"
+
+
+def filled_text(value) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "a non-empty string"
+
+
+def true_or_false(value) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def names(value) -> str | None:
+    ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) and v.strip() for v in value)
+    return None if ok else "a list of non-empty strings"
+
+
+def probe_grid(value) -> str | None:
+    ok = isinstance(value, (list, tuple)) and value and all(is_finite(v) and v > 0 for v in value)
+    return None if ok else "a non-empty list of numbers > 0 (the probe's inverse regularisation strengths)"
+
+
+def split_fractions(value) -> str | None:
+    allowed = "a table { train = ..., val = ..., test = ... } of fractions, each > 0, that sum to 1"
+    if not isinstance(value, dict) or sorted(value) != ["test", "train", "val"]:
+        return allowed
+    if not all(is_finite(v) and v > 0 for v in value.values()):
+        return allowed
+    total = sum(value.values())
+    # Refused rather than rescaled: a typo would otherwise silently move patients between splits.
+    return None if abs(total - 1) <= 1e-6 else f"{allowed} (these sum to {total:g})"
+
+
+def column_names(value) -> str | None:
+    ok = isinstance(value, dict) and all(isinstance(v, str) and v.strip() for v in value.values())
+    return None if ok else "a table of cohort names to CSV headers, e.g. { patient = \"subject\" }"
+
+
+RULES = {
+    Benchmark: {
+        "name": text,  # then check_benchmark_name
+        "description": text,
+        "backbone": filled_text,
+        "methods": names,
+        "seeds": whole(1),
+    },
+    CohortSpec: {
+        "source": one_of(SOURCES),
+        "patients": whole(3, " (train, val and test each need patients)"),
+        "seed": whole(0),
+        "image_size": whole(8, " (the backbone halves an image five times: smaller ones leave its later "
+                               "stages a single pixel)"),
+        "split": split_fractions,
+        "pool_scans": whole(1),
+        "train_scans": whole(1),
+        "val_scans": whole(1),
+        "test_scans": whole(1),
+        "tables": text,
+        "table": text,
+        "image_root": text,
+        "columns": column_names,
+        "labels": names,
+        "clinical": names,
+        "limit": whole(0, " (0 keeps every row)"),
+        "validation_fraction": number(lambda v: 0 < v < 1, "a number in (0, 1)"),
+    },
+    PretrainSpec: {
+        "steps": whole(1),
+        "batch_size": whole(2, " (contrastive losses need two images per batch)"),
+        "optimizer": one_of(("adamw", "sgd")),
+        "lr": number(lambda v: v > 0, "a finite number > 0"),
+        "weight_decay": number(lambda v: v >= 0, "a finite number >= 0"),
+        "warmup_fraction": number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "lr_scaling": one_of(LR_SCALING),
+        "lr_reference_batch": whole(0, " (0: batch_size itself)"),
+        "sync_batchnorm": true_or_false,
+    },
+    EvaluateSpec: {
+        "protocol": one_of(PROTOCOLS),
+        "probe_c": probe_grid,
+        "bootstrap": whole(100, " (the 95% interval's percentiles need that many resamples)"),
+    },
+}
+
+# A benchmark's name is the folder <out>/<name>/ its reports go to.
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+RESERVED_NAMES = {"runs": "octbench keeps its run records in <out>/runs/"}
+
+
+def check_benchmark_name(name, where: str) -> None:
+    """Refuse a name that is not a plain folder name of its own under the results folder."""
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name) and name not in RESERVED_NAMES:
+        return
+    why = RESERVED_NAMES.get(name) or ("it names the folder its reports are written to, so it may hold only "
+                                       "lowercase letters, digits, '-', '_' and '.', starting with a letter or digit")
+    raise OctbenchError(f"{where}: benchmark name {name!r} cannot be used: {why}; rename the benchmark file "
+                        "(or set another name = \"...\" in it)")
+
+
+def shown(value) -> str:
+    """A value as it is written in TOML: true, 'ten', nan, [0.1, 1.0], { train = 0.5 }."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(shown, value)) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {shown(v)}" for k, v in value.items()) + " }" if value else "{}"
+    return repr(value)
+
+
+def check_values(kind, values: dict, where: str) -> None:
+    """Every key known and every value allowed, or an error naming the key, the value and the rule."""
+    rules = RULES[kind]
     for key in values:
-        if key not in known:
-            raise OctbenchError(f"{where}: unknown key {key!r}{closest(key, known)}; "
-                                f"known keys: {', '.join(sorted(known))}")
-    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    if kind is CohortSpec and converted.get("source", "simulated") not in SOURCES:
-        raise OctbenchError(f"{where}: source {converted['source']!r} is not one of {', '.join(SOURCES)}"
-                            f"{closest(converted['source'], SOURCES)}")
-    if kind is PretrainSpec and converted.get("lr_scaling", "none") not in LR_SCALING:
-        raise OctbenchError(f"{where}: lr_scaling {converted['lr_scaling']!r} is not one of {', '.join(LR_SCALING)}")
-    if kind is EvaluateSpec and converted.get("protocol", "linear") not in PROTOCOLS:
-        raise OctbenchError(f"{where}: protocol {converted['protocol']!r} is not one of {', '.join(PROTOCOLS)}")
-    return kind(**converted)
+        if key not in rules:
+            raise OctbenchError(f"{where}: unknown key {key!r}{closest(key, rules)}; "
+                                f"known keys: {', '.join(sorted(rules))}")
+    for key, value in values.items():
+        if (allowed := rules[key](value)) is not None:
+            raise OctbenchError(f"{where}: {key} {shown(value)} is not {allowed}")
+    if kind is Benchmark and "name" in values:
+        check_benchmark_name(values["name"], where)
+
+
+def build_section(kind, values: dict, where: str):
+    check_values(kind, values, where)
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def check_benchmark(benchmark: Benchmark) -> None:
+    """The same rules on a benchmark as resolved (after command-line overrides or built in code)."""
+    where = benchmark.path or benchmark.name
+    top = {key: getattr(benchmark, key) for key in RULES[Benchmark]}
+    check_values(Benchmark, top, where)
+    for section, kind in SECTIONS.items():
+        check_values(kind, dataclasses.asdict(getattr(benchmark, section)), f"{where} [{section}]")
 
 
 def benchmarks_dir() -> Path:
@@ -117,8 +264,16 @@ def available_benchmarks() -> list[str]:
     return sorted(p.stem for p in benchmarks_dir().glob("*.toml"))
 
 
+def check_not_a_folder(name_or_path: str) -> None:
+    """A benchmark is a name from benchmarks/ or a .toml file, never a folder."""
+    if name_or_path not in available_benchmarks() and Path(name_or_path).is_dir():
+        raise OctbenchError(f"benchmark {name_or_path} is a folder; pass a benchmark .toml file or one of: "
+                            f"{', '.join(available_benchmarks())}")
+
+
 def load_benchmark(name_or_path: str) -> Benchmark:
     """A benchmark by name (a file in benchmarks/) or by path to a .toml file."""
+    check_not_a_folder(name_or_path)
     path = Path(name_or_path)
     if not path.suffix:
         path = benchmarks_dir() / f"{name_or_path}.toml"
@@ -130,9 +285,12 @@ def load_benchmark(name_or_path: str) -> Benchmark:
         raise OctbenchError(f"benchmark file {path} does not exist")
     try:
         raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise OctbenchError(f"{path}: not valid TOML: {error}") from None
     top = {k: v for k, v in raw.items() if k not in SECTIONS}
+    for key in SECTIONS:
+        if not isinstance(raw.get(key, {}), dict):
+            raise OctbenchError(f"{path}: {key} {shown(raw[key])} is not a table; write its keys under [{key}]")
     sections = {k: build_section(kind, raw.get(k, {}), f"{path} [{k}]") for k, kind in SECTIONS.items()}
     benchmark = build_section(Benchmark, {"name": path.stem, **top}, str(path))
     return dataclasses.replace(benchmark, path=str(path), **sections)

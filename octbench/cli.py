@@ -28,6 +28,48 @@ leaderboards and figures to results/<benchmark>/.
 """
 
 
+# Option types: a bad value stops argparse at once (status 2, the option named), before anything runs.
+
+def whole_number(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
+        return value
+    return parse
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= 1:  # NaN fails the comparison too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in (0, 1], e.g. 0.25 or 1")
+    return value
+
+
+def folder(text: str) -> Path:
+    """A folder octbench writes into: created if missing, but never an existing file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; name a folder (created if missing)")
+    return path
+
+
+def benchmark_name_or_file(text: str) -> str:
+    from octbench.benchmark import check_not_a_folder
+
+    try:
+        check_not_a_folder(text)
+    except OctbenchError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="octbench", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,27 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Pretrain one method on a benchmark, probe its frozen features "
                                           "for each biomarker, and write the run record.")
     run.add_argument("--method", required=True, help="method name (see 'octbench list')")
-    run.add_argument("--benchmark", default="default",
+    run.add_argument("--benchmark", default="default", type=benchmark_name_or_file,
                      help="benchmark name from 'octbench list' or a path to a .toml file (default: default)")
     run.add_argument("--clinical", help="clinical-supcon: labels and weights, e.g. 'bcva,cst' or "
                                         "'bcva=0.3,cst=0.7', any clinical column of the cohort (BCVA, CST, eye, "
                                         "patient, ...); add 'simclr=0.5' for SimCLR's instance term")
-    run.add_argument("--bins", type=int, help="clinical-supcon: classes from N quantile bins instead of "
-                                              "exact values")
-    run.add_argument("--seed", type=int, default=0, help="training seed (default 0); the cohort is fixed by "
-                                                         "the benchmark")
-    run.add_argument("--steps", type=int, help="override the benchmark's pretraining steps")
-    run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    run.add_argument("--bins", type=whole_number(2),
+                     help="clinical-supcon: classes from N quantile bins instead of exact values")
+    run.add_argument("--seed", type=whole_number(0), default=0,
+                     help="training seed (default 0); the cohort is fixed by the benchmark")
+    run.add_argument("--steps", type=whole_number(1), help="override the benchmark's pretraining steps")
+    run.add_argument("--out", type=folder, default="results", help="results folder (default: results)")
     run.add_argument("--force", action="store_true", help="rerun even if a complete record exists")
     run.add_argument("--methods-dir", action="append", default=[], metavar="DIR",
                      help="also load methods from DIR (repeatable; or set OCTBENCH_METHODS)")
-    run.add_argument("--cache-dir", type=Path, help="where cohorts are cached (default: $OCTBENCH_CACHE or "
+    run.add_argument("--cache-dir", type=folder, help="where cohorts are cached (default: $OCTBENCH_CACHE or "
                                                      "~/.cache/octbench)")
     run.add_argument("--protocol", choices=PROTOCOLS,
                      help="probe: linear (logistic regression per biomarker, default), linear-sgd (the seed "
                           "paper's multi-label head, 25 epochs of SGD), knn, or finetune (the whole "
                           "backbone trained with a head on the biomarker labels, the paper's second stage)")
-    run.add_argument("--label-fraction", type=float, default=1.0,
+    run.add_argument("--label-fraction", type=fraction, default=1.0,
                      help="share of training patients whose biomarker labels the probe uses (default 1.0)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--strict", action="store_true",
@@ -69,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="read a cohort and decode its images into the cache",
                                   description="Read the benchmark's cohort (tables and images), check every "
                                               "image, and build the uint8 image cache runs read from.")
-    prepare.add_argument("--benchmark", default="default", help="benchmark name or .toml path (default: default)")
-    prepare.add_argument("--cache-dir", type=Path, help="where cohorts are cached")
+    prepare.add_argument("--benchmark", default="default", type=benchmark_name_or_file,
+                         help="benchmark name or .toml path (default: default)")
+    prepare.add_argument("--cache-dir", type=folder, help="where cohorts are cached")
     add_cohort_options(prepare)
 
     synth = commands.add_parser(
@@ -79,10 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "relative path under --out, agreeing with its biomarkers, CST and slice; pool-only rows get "
                     "biomarkers drawn from the simulator's label model given BCVA and CST.")
     synth.add_argument("--labels", type=Path, required=True, help="folder of the OLIVES label tables (final_csvs_1)")
-    synth.add_argument("--out", type=Path, required=True, help="image root to write the B-scans under")
-    synth.add_argument("--limit", type=int, help="at most N rows per table, across patients (as run --limit)")
-    synth.add_argument("--size", type=int, default=224, help="image size in pixels (default 224)")
-    synth.add_argument("--seed", type=int, default=0,
+    synth.add_argument("--out", type=folder, required=True, help="image root to write the B-scans under")
+    synth.add_argument("--limit", type=whole_number(1),
+                       help="at most N rows per table, across patients (as run --limit)")
+    synth.add_argument("--size", type=whole_number(8), default=224, help="image size in pixels (default 224)")
+    synth.add_argument("--seed", type=whole_number(0), default=0,
                        help="seed of the cohort's limit and validation split (default 0, as [cohort] seed)")
 
     compare = commands.add_parser(
@@ -90,31 +134,35 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every (method, seed, label fraction) cell of a benchmark that has no complete run "
                     "record yet (finished cells are reused, so an interrupted compare resumes), then write "
                     "results/<benchmark>/: leaderboard.md/.csv/.tex and figures.")
-    compare.add_argument("--benchmark", default="default", help="benchmark name or .toml path (default: default)")
+    compare.add_argument("--benchmark", default="default", type=benchmark_name_or_file,
+                         help="benchmark name or .toml path (default: default)")
     compare.add_argument("--methods", nargs="+", help="methods to compare (default: the benchmark's list)")
-    compare.add_argument("--seeds", type=int, help="seeds 0..N-1 per cell (default: the benchmark's)")
-    compare.add_argument("--fractions", type=float, nargs="+", default=[1.0],
+    compare.add_argument("--seeds", type=whole_number(1), help="seeds 0..N-1 per cell (default: the benchmark's)")
+    compare.add_argument("--fractions", type=fraction, nargs="+", default=[1.0],
                          help="label fractions, e.g. 0.05 0.1 0.25 1 (default: 1)")
     compare.add_argument("--protocol", choices=PROTOCOLS, help="probe protocol (default: the benchmark's)")
-    compare.add_argument("--jobs", type=int, default=1, help="cells run at once, each with cores/J threads")
-    compare.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    compare.add_argument("--jobs", type=whole_number(1), default=1, help="cells run at once, each with cores/J threads")
+    compare.add_argument("--out", type=folder, default="results", help="results folder (default: results)")
     compare.add_argument("--methods-dir", action="append", default=[], metavar="DIR")
-    compare.add_argument("--cache-dir", type=Path, help="where cohorts are cached")
+    compare.add_argument("--cache-dir", type=folder, help="where cohorts are cached")
     compare.add_argument("--no-embedding", action="store_true", help="skip the t-SNE figure")
     compare.add_argument("--submit", choices=("slurm", "local"),
                          help="send each missing cell as a job through submitit instead of running it here: "
                               "slurm (a cluster), or local (submitit's local executor, to try a sweep)")
     compare.add_argument("--slurm-partition", help="--submit slurm: the partition")
-    compare.add_argument("--slurm-time", type=int, default=240, help="--submit slurm: minutes per cell (default 240)")
-    compare.add_argument("--slurm-cpus", type=int, default=8, help="--submit slurm: CPUs per process (default 8)")
+    compare.add_argument("--slurm-time", type=whole_number(1), default=240,
+                         help="--submit slurm: minutes per cell (default 240)")
+    compare.add_argument("--slurm-cpus", type=whole_number(1), default=8,
+                         help="--submit slurm: CPUs per process (default 8)")
     add_cohort_options(compare)
     add_compute_options(compare)
 
     report = commands.add_parser("report", help="rebuild leaderboards and figures from existing runs",
                                  description="Aggregate every complete run record of a benchmark into "
                                              "results/<benchmark>/ without training anything.")
-    report.add_argument("--benchmark", default="default", help="benchmark name or .toml path (default: default)")
-    report.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results)")
+    report.add_argument("--benchmark", default="default", type=benchmark_name_or_file,
+                        help="benchmark name or .toml path (default: default)")
+    report.add_argument("--out", type=folder, default="results", help="results folder (default: results)")
     report.add_argument("--no-embedding", action="store_true", help="skip the t-SNE figure")
     add_cohort_options(report)
 
@@ -128,15 +176,17 @@ def add_cohort_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables", help="OLIVES label tables folder (the official code's final_csvs_1)")
     parser.add_argument("--olives-root", "--image-root", dest="image_root",
                         help="image root the tables' relative paths are joined to")
-    parser.add_argument("--limit", type=int, help="keep at most N rows per table, across patients (a quick check)")
+    parser.add_argument("--limit", type=whole_number(1),
+                        help="keep at most N rows per table, across patients (a quick check)")
 
 
 def add_compute_options(parser: argparse.ArgumentParser) -> None:
     """How pretraining runs; the benchmark's global batch and schedule stay as defined."""
-    parser.add_argument("--devices", type=int, default=1,
+    parser.add_argument("--devices", type=whole_number(1), default=1,
                         help="GPUs (or CPU processes) per node for pretraining, through Lightning's DDP; they "
                              "share the benchmark's global batch (default 1)")
-    parser.add_argument("--num-nodes", type=int, default=1, help="machines, under SLURM or torchrun (default 1)")
+    parser.add_argument("--num-nodes", type=whole_number(1), default=1,
+                        help="machines, under SLURM or torchrun (default 1)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone (GPU; slow to start)")
 
 

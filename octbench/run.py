@@ -18,7 +18,8 @@ from sklearn.metrics import roc_auc_score
 
 from octbench import BIOMARKERS
 from octbench.backbone import create_backbone
-from octbench.benchmark import Benchmark
+from octbench.benchmark import Benchmark, check_benchmark
+from octbench.checks import check_run_data
 from octbench.clinical import clinical_class_matrix, parse_clinical_spec
 from octbench.cohort import Cohort
 from octbench.errors import NotRankZero, OctbenchError
@@ -217,12 +218,15 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     started = time.perf_counter()
     git_commit()  # read before training: a checkout changed during a long compare is not what ran
     benchmark = request.benchmark
+    check_benchmark(benchmark)  # as resolved: command-line overrides included
     method_cls = get_method(request.method, request.methods_dirs)
     cohort = load_cohort(benchmark, request.cache_dir)  # cached after the first run: cheap
     timing = {"cohort_s": time.perf_counter() - started}
     options, identity, final = planned_run(request, method_cls, cohort)
     if not request.force and (existing := load_metrics(final)) is not None:
         return final, existing, True
+    train_rows = labelled_train_rows(cohort, request.label_fraction, benchmark.cohort.seed)
+    check_run_data(benchmark, method_cls, cohort, train_rows)  # before anything is written
     leakage = check_leakage(cohort, request.strict)  # only for a run that will be made
 
     train_rows = labelled_train_rows(cohort, request.label_fraction, benchmark.cohort.seed)

@@ -79,7 +79,8 @@ class StepBatches(Sampler):
 
 def batch_loader(dataset: InMemoryBatches, batch_size: int, seed: int, total_steps: int,
                  start_step: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
-    batch_size = min(batch_size, len(dataset))
+    if batch_size > len(dataset):  # never cut down to fit: the run id and the lr rule say batch_size
+        raise OctbenchError(f"batch_size {batch_size} is larger than the {len(dataset)} B-scans it is drawn from")
     if batch_size % world:
         raise OctbenchError(f"the global batch of {batch_size} does not split evenly over {world} processes; "
                             f"choose a batch_size that is a multiple of {world}")
