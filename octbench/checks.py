@@ -62,7 +62,8 @@ def check_batches(benchmark: Benchmark, method_cls, cohort: Cohort, train_rows: 
             raise OctbenchError(f"{where}: {who} trains on the {what}, and this cohort has none")
         if batch > size:
             raise OctbenchError(f"{where}: batch_size {batch} is larger than the {size} {what} {who} trains on; "
-                                f"set batch_size to at most {size}, or use a larger cohort (or --limit)")
+                                f"set batch_size to at most {size}, or use a larger cohort (a larger --limit, "
+                                "if one is set)")
 
 
 def check_run_data(benchmark: Benchmark, method_cls, cohort: Cohort, train_rows: pd.DataFrame) -> None:
