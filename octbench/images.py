@@ -4,8 +4,10 @@ Files are read as 8-bit grayscale (.tif, .png, .jpeg; colour is converted to gra
 benchmark's square image size, and stacked in the order of their sorted paths. The cache is keyed
 by those paths, each file's size and modification time, and the image size, so a changed image or
 size rebuilds it; it is written under a temporary name and renamed, so a killed build never leaves
-half a cache. Every file is checked before anything is kept, and every problem is reported at once.
-The sha256 of each file is recorded alongside, for the duplicate report of octbench/splits.py.
+half a cache, and built under a lock, so two processes never decode one entry twice. An entry
+damaged since (cut short by a full disk or a copy) is named and rebuilt. Every file is checked
+before anything is kept, and every problem is reported at once. The sha256 of each file is
+recorded alongside, for the duplicate report of octbench/splits.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
+from octbench.locks import exclusive
 
 PROBLEMS_LISTED = 20
 # Modes Pillow gives images with more than 8 bits per sample: refused rather than rescaled,
@@ -100,6 +104,24 @@ def build_cache(paths: list[str], size: int, target: Path, workers: int) -> list
     return hashes
 
 
+def cached_store(target: Path, hash_file: Path, count: int, size: int) -> tuple[tuple | None, str | None]:
+    """The cache entry's (images, hashes) when it is whole; else None and what is wrong with it
+    (None when it is simply not there). A cache cut short by a full disk or a copy fails here with
+    its own words rather than later with a bare mmap error."""
+    if not (target.exists() and hash_file.exists()):
+        return None, None
+    try:
+        images = np.load(target, mmap_mode="r")
+        hashes = json.loads(hash_file.read_text())
+    except (OSError, ValueError, EOFError) as error:
+        return None, str(error) or type(error).__name__
+    if images.shape != (count, size, size) or images.dtype != np.uint8:
+        return None, f"it holds {images.dtype} images of shape {images.shape}, not {count} of {size}x{size} uint8"
+    if not isinstance(hashes, list) or len(hashes) != count:
+        return None, f"{hash_file.name} does not list the {count} images' hashes"
+    return (images, hashes), None
+
+
 def image_store(paths: list[str], size: int, cache_dir: Path, workers: int | None = None) -> tuple[np.ndarray, list]:
     """Memory-mapped (n, size, size) uint8 images of the sorted unique `paths`, and their sha256."""
     missing = [f"{p}: no such file" for p in paths if not Path(p).is_file()]
@@ -110,12 +132,21 @@ def image_store(paths: list[str], size: int, cache_dir: Path, workers: int | Non
     folder = Path(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     target, hash_file = folder / f"images-{key}.npy", folder / f"images-{key}.sha256.json"
-    if not (target.exists() and hash_file.exists()):
+    store, _ = cached_store(target, hash_file, len(paths), size)
+    if store is not None:  # the usual case: no lock taken, so a read-only cache serves too
+        return store
+    # One process builds an entry; another that asks for it meanwhile waits, then reads it.
+    with exclusive(folder / f"images-{key}.lock", f"the image cache {target}", wait=True):
+        store, damage = cached_store(target, hash_file, len(paths), size)
+        if store is not None:
+            return store
+        if damage:
+            print(f"octbench: image cache {target} is damaged ({damage}); rebuilding it", file=sys.stderr)
         hashes = build_cache(paths, size, target, workers or min(8, os.cpu_count() or 1))
         partial = hash_file.with_name(f"{hash_file.name}.partial-{os.getpid()}")
         partial.write_text(json.dumps(hashes))
         os.replace(partial, hash_file)
-    return np.load(target, mmap_mode="r"), json.loads(hash_file.read_text())
+    return np.load(target, mmap_mode="r"), hashes
 
 
 def cohort_with_images(table: pd.DataFrame, size: int, cache_dir: Path) -> Cohort:

@@ -31,6 +31,7 @@ import pandas as pd
 from PIL import Image
 
 from octbench import BIOMARKERS
+from octbench.errors import OctbenchError
 from octbench.simulate.labels import FOVEAL_SLICE, SLICES_PER_VOLUME, LabelModel
 from octbench.simulate.render import render_bscan
 from octbench.sources.olives import olives_cohort_table
@@ -110,6 +111,11 @@ def render_chunk(rows: list[dict], size: int, seed: int) -> int:
 def synthesise(labels: Path, out: Path, limit: int | None = None, size: int = 224, seed: int = 0,
                workers: int | None = None) -> int:
     """Render every row of the OLIVES tables under `out`; returns how many B-scans were written."""
+    if size < 1:
+        raise OctbenchError(f"size {size}: B-scans are rendered at a size of at least 1 pixel (--size N, e.g. 224)")
+    if limit is not None and limit < 1:  # checked here too, so nothing is read before it is refused
+        raise OctbenchError(f"limit {limit}: keep at least 1 row per table (--limit N with N >= 1), or leave it "
+                            "out to render every row")
     table = render_inputs(olives_cohort_table(labels, out, limit, seed=seed), seed)
     rows = table.to_dict("records")
     chunks = [rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK)]

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from octbench import BIOMARKERS
 from octbench.benchmark import CohortSpec
 from octbench.cohort import Cohort
+from octbench.locks import exclusive
 from octbench.simulate.labels import LabelModel, simulate_labels
 from octbench.simulate.render import render_scans
 from octbench.splits import patient_level_split
@@ -96,10 +98,40 @@ def cache_key(spec: CohortSpec) -> str:
     return digest.hexdigest()[:16]
 
 
+def cached_cohort(folder: Path, spec: CohortSpec) -> tuple[Cohort | None, str | None]:
+    """The cached cohort when its entry is whole; else None and what is wrong with it (None when
+    it is simply not there). Its images must match its table row for row, at the spec's size."""
+    images_file, table_file = folder / "images.npy", folder / "table.csv"
+    if not images_file.exists():
+        return None, None
+    try:
+        table = pd.read_csv(table_file)
+        images = np.load(images_file, mmap_mode="r")
+    except (OSError, ValueError, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        return None, str(error) or type(error).__name__
+    expected = (len(table), spec.image_size, spec.image_size)
+    if images.shape != expected or images.dtype != np.uint8:
+        return None, f"images.npy holds {images.dtype} images of shape {images.shape}, not {expected} uint8"
+    # A table.csv cut short in its last row still parses, with that row's cells empty.
+    if "image" not in table or not np.array_equal(table["image"], np.arange(len(table))) \
+            or table.drop(columns=[c for c in BIOMARKERS if c in table]).isna().any().any():
+        return None, "table.csv is incomplete"
+    return Cohort(table=table, images=images), None
+
+
 def simulated_cohort(spec: CohortSpec, cache_dir: Path | None = None, workers: int | None = None) -> Cohort:
     """The simulated cohort of a benchmark, generated once and then read from the cache."""
     folder = Path(cache_dir or default_cache_dir()) / f"simulated-{cache_key(spec)}"
-    if not (folder / "images.npy").exists():
+    cohort, _ = cached_cohort(folder, spec)
+    if cohort is not None:  # the usual case: no lock taken, so a read-only cache serves too
+        return cohort
+    # One process renders an entry; another that asks for it meanwhile waits, then reads it.
+    with exclusive(folder.with_name(f"{folder.name}.lock"), f"the simulated cohort {folder}", wait=True):
+        cohort, damage = cached_cohort(folder, spec)
+        if cohort is not None:
+            return cohort
+        if damage:
+            print(f"octbench: simulated cohort cache {folder} is damaged ({damage}); rebuilding it", file=sys.stderr)
         labels = simulate_labels(spec.patients, spec.seed)
         table = select_scans(labels, spec)
         images = render_parallel(table, spec.image_size, spec.seed, workers or min(2, os.cpu_count() or 1))

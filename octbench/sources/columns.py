@@ -7,6 +7,8 @@ table without reading octbench's code.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 
@@ -34,12 +36,74 @@ def find_column(frame: pd.DataFrame, spellings: tuple[str, ...], what: str, file
 
 
 def read_csv(file: Path) -> pd.DataFrame:
+    """A table as pandas reads it, once its text and header pass the checks below: pandas would
+    decode another encoding with a bare UnicodeDecodeError, read a ';'-separated export as one
+    column, and rename a repeated header `X.1` without a word."""
     if not Path(file).exists():
         raise OctbenchError(f"table {file} does not exist; check the path (or --tables / [cohort] tables)")
+    text = utf8_text(Path(file))
+    check_separator(text, file)
+    check_repeated_columns(first_row(text, ","), file)
     try:
-        return pd.read_csv(file)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        return pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise OctbenchError(f"{file}: not a readable CSV table: {error}") from None
+
+
+def utf8_text(file: Path) -> str:
+    """The file's text; a byte-order mark (as spreadsheet programs write) is dropped."""
+    try:
+        data = file.read_bytes()
+    except OSError as error:
+        raise OctbenchError(f"table {file} cannot be read ({error.strerror}); check the path and its "
+                            "permissions") from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise OctbenchError(f"{file}: not UTF-8 text (byte 0x{data[error.start]:02x} at line {line}); save it as "
+                            "UTF-8 and run again") from None
+
+
+def first_row(text: str, delimiter: str) -> list[str]:
+    """The header row as split by `delimiter` (blank lines before it are skipped, as pandas does)."""
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    return next((row for row in rows if any(cell.strip() for cell in row)), [])
+
+
+# What a spreadsheet saves as "CSV" where the decimal mark is a comma, or as text.
+OTHER_SEPARATORS = {";": "semicolon", "\t": "tab"}
+
+
+def check_separator(text: str, file: Path) -> None:
+    """Refuse a header that splits into more fields on ';' or a tab than on ',': read as CSV, its
+    whole header would be one column and every column would be reported missing."""
+    commas = len(first_row(text, ","))
+    for separator, name in OTHER_SEPARATORS.items():
+        fields = len(first_row(text, separator))
+        if fields > commas:
+            raise OctbenchError(f"{file}: looks {separator!r}-separated ({name}s split its header into {fields} "
+                                f"columns, commas into {commas}); save it comma-separated (CSV) and run again")
+
+
+def check_repeated_columns(header: list[str], file: Path) -> None:
+    """Refuse a header naming one column twice (after normalising, as find_column matches): which
+    copy octbench would read is not the user's choice."""
+    first_at: dict[str, int] = {}
+    repeats = []
+    for number, name in enumerate(header, start=1):
+        key = normalised(name)
+        if not key:  # unnamed columns (an index pandas wrote) are never looked up
+            continue
+        if key in first_at:
+            earlier = header[first_at[key] - 1]
+            also = "" if earlier == name else f" as {earlier!r}"
+            repeats.append(f"{name!r} (columns {first_at[key]}{also} and {number})")
+        else:
+            first_at[key] = number
+    if repeats:
+        raise OctbenchError(f"{file}: the header repeats column {', '.join(repeats)}; octbench finds columns by "
+                            "name, so rename or remove the extra copy")
 
 
 def shown(value) -> str:
@@ -129,6 +193,9 @@ def limit_by_patient(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.Da
     """At most `limit` rows, taken round-robin over patients (a random row of each patient in turn),
     so a small cohort keeps every patient it can and its patient-level split keeps its meaning.
     Deterministic: `octbench synth --limit N` renders exactly the rows a run with `--limit N` reads."""
+    if limit is not None and limit < 1:  # a slice would silently drop rows from the end instead
+        raise OctbenchError(f"limit {limit}: keep at least 1 row per table (--limit N with N >= 1, or "
+                            "[cohort] limit), or leave it out to keep every row")
     if limit is None or len(frame) <= limit:
         return frame
     shuffled = frame.sample(frac=1.0, random_state=seed)

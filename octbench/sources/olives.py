@@ -16,6 +16,7 @@ Layout expected under the tables folder (as in the official repository):
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path
 
@@ -85,6 +86,20 @@ def path_facts(frame: pd.DataFrame, column: str, file: Path) -> pd.DataFrame:
                          "file_slice": parts["number"].astype(np.int64)}, index=frame.index)
 
 
+def path_inside_root(frame: pd.DataFrame, column: str, relative: pd.Series, file: Path,
+                     image_root: str | Path | None) -> pd.Series:
+    """Each relative path with its `.` and `..` folded (`a/../b` is `b`), refusing those that lead
+    out of the folder they are joined to. The check is on the text, not the disk: an image root
+    whose folders link elsewhere is the user's choice, a `../` in a table row is not."""
+    folded = relative.map(posixpath.normpath)
+    leaves = (folded == "..") | folded.str.startswith("../")
+    if leaves.any():
+        root = f"the image root {image_root}" if image_root else f"the current folder {Path.cwd()}"
+        raise bad_rows(frame, column, leaves, file, f"it leads outside {root}; every image path must stay under "
+                                                    "it, so remove the '..' or fix the image root")
+    return folded
+
+
 def joined(relative: pd.Series, image_root: str | Path | None) -> pd.Series:
     if not image_root:
         return relative
@@ -108,7 +123,8 @@ def read_table(file: Path, image_root: str | Path | None = None, biomarkers: boo
     checked |= {key: problems.check(integer_ids, frame, found[key], file)
                 for key in ("patient", "eye", *(("slice",) if biomarkers else ()))}
     checked |= {key: problems.check(binary_labels, frame, found[key], file) for key in keys if key in BIOMARKERS}
-    duplicated = relative.duplicated()
+    folded = problems.check(path_inside_root, frame, found["path"], relative, file, image_root)
+    duplicated = (relative if folded is None else folded).duplicated()
     if duplicated.any():
         problems.add(bad_rows(frame, found["path"], duplicated, file,
                               "it repeats an earlier row's image; each B-scan must appear once per table"))

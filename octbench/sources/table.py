@@ -33,7 +33,7 @@ from octbench.sources.columns import (
     limit_by_patient,
     read_csv,
 )
-from octbench.sources.olives import joined, relative_path
+from octbench.sources.olives import joined, path_inside_root, relative_path
 from octbench.splits import patient_level_split
 
 OPTIONAL = ("eye", "visit", "slice", "BCVA", "CST", "split")
@@ -72,6 +72,10 @@ def table_cohort_table(spec: CohortSpec) -> pd.DataFrame:
     label_columns = {name: column(name, f"label {name}") for name in labels}
     problems.raise_all()  # the values below need their columns
     relative = frame[required["path"]].map(relative_path)
+    folded = problems.check(path_inside_root, frame, required["path"], relative, file, spec.image_root)
+    if folded is not None and folded.duplicated().any():  # as in the OLIVES tables: one row per B-scan
+        problems.add(bad_rows(frame, required["path"], folded.duplicated(), file,
+                              "it repeats an earlier row's image; each B-scan must appear once in the table"))
     table = pd.DataFrame({"sample_id": relative, "path": joined(relative, spec.image_root),
                           "patient": problems.check(integer_ids, frame, required["patient"], file)})
     for name, header in optional.items():
