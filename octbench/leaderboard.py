@@ -9,7 +9,6 @@ same resampled test patients.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from octbench import BIOMARKERS
 from octbench.errors import OctbenchError
+from octbench.record import PREDICTION_COLUMNS, DamagedRecord, load_metrics, read_json
 from octbench.stats import (
     holm_adjust,
     paired_bootstrap_p,
@@ -49,8 +49,10 @@ class RunResult:
 
     @property
     def commit(self) -> str:
-        config = self.folder / "config.json"
-        return (json.loads(config.read_text()).get("git_commit") if config.exists() else None) or "unknown"
+        try:
+            return read_json(self.folder / "config.json").get("git_commit") or "unknown"
+        except DamagedRecord:
+            return "unknown"
 
     @property
     def cell(self) -> tuple[str, float]:
@@ -64,21 +66,36 @@ class RunResult:
         return wide.sort_index()
 
 
-def find_runs(out: Path, benchmark: str) -> tuple[list[RunResult], list[Path]]:
-    """Complete runs of `benchmark` under out/runs, and the folders of incomplete ones."""
-    complete, incomplete = [], []
+def find_runs(out: Path, benchmark: str) -> tuple[list[RunResult], list[Path], list[DamagedRecord]]:
+    """Complete runs of `benchmark` under out/runs, the folders of incomplete ones, and what is
+    wrong with each damaged one (a record whose files cannot be read back)."""
+    complete, incomplete, damaged = [], [], []
     for folder in sorted((Path(out) / "runs").glob("*")):
         if folder.name.startswith(".") or not folder.is_dir():
             continue  # hidden: a run being written, or one that was interrupted while writing
-        metrics_file = folder / "metrics.json"
-        if not metrics_file.exists():
-            incomplete.append(folder)
-            continue
-        metrics = json.loads(metrics_file.read_text())
-        if metrics.get("benchmark") != benchmark:
-            continue
-        complete.append(RunResult(folder, metrics, pd.read_csv(folder / "predictions.csv")))
-    return complete, incomplete
+        try:
+            metrics = load_metrics(folder)
+            if metrics is None:
+                incomplete.append(folder)
+            elif metrics.get("benchmark") == benchmark:
+                complete.append(RunResult(folder, metrics, read_predictions(folder / "predictions.csv")))
+        except DamagedRecord as error:
+            damaged.append(error)
+    return complete, incomplete, damaged
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    try:
+        predictions = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise DamagedRecord(f"{path} is not a readable CSV ({error})") from None
+    missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
+    if missing:
+        raise DamagedRecord(f"{path} lacks the columns {', '.join(missing)}")
+    if predictions[["y_true", "y_score"]].isna().any().any() or predictions.duplicated(
+            ["sample_id", "biomarker"]).any():
+        raise DamagedRecord(f"{path} has empty or repeated rows")
+    return predictions
 
 
 def group_cells(runs: list[RunResult]) -> dict[tuple[str, float], list[RunResult]]:

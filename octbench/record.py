@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from octbench.errors import OctbenchError
+
 METRICS_KEYS = ("run_id", "method", "benchmark", "seed", "label_fraction", "protocol",
                 "auroc", "mean_auroc", "auroc_ci", "timing")
 PREDICTION_COLUMNS = ["sample_id", "patient", "biomarker", "y_true", "y_score"]
@@ -82,13 +84,55 @@ def write_run_record(partial: Path, config: dict, metrics: dict, predictions: pd
     if missing:
         raise ValueError(f"metrics lack {missing}")
     partial.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(partial / "checkpoints", ignore_errors=True)  # kept for resuming until now; not part of a record
     write_json(partial / "config.json", config)
     predictions[PREDICTION_COLUMNS].to_csv(partial / "predictions.csv", index=False)
     torch.save(backbone.state_dict(), partial / BACKBONE_FILE)
     write_json(partial / "metrics.json", metrics)
 
 
+class DamagedRecord(OctbenchError):
+    """A run folder whose files cannot be read back: named, left out of every table, never deleted."""
+
+
+def load_state_dict(path: Path) -> dict:
+    """Weights saved by torch.save, loaded as tensors only: a weights file never runs code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DamagedRecord(f"{path} is missing") from None
+    except Exception as error:  # a truncated zip, a pickle with code in it, another format
+        raise DamagedRecord(f"{path} cannot be loaded as weights ({type(error).__name__}: {error}); "
+                            "is it truncated?") from None
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DamagedRecord(f"{path} is not readable JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise DamagedRecord(f"{path} holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
 def load_metrics(run_dir: Path) -> dict | None:
-    """A run's metrics, or None for an incomplete run."""
-    path = Path(run_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    """A run's metrics, or None for an incomplete run (no metrics.json). A record whose metrics
+    cannot be read, lack a key of the contract or have lost a file raises DamagedRecord."""
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return None
+    metrics = read_json(path)
+    missing = [key for key in METRICS_KEYS if key not in metrics]
+    if missing:
+        raise DamagedRecord(f"{path} lacks {', '.join(missing)}")
+    for name in ("config.json", "predictions.csv"):
+        if not (run_dir / name).is_file():
+            raise DamagedRecord(f"{run_dir / name} is missing")
+    return metrics
+
+
+def damage_advice(error: DamagedRecord) -> str:
+    return (f"damaged run record: {error}; it is left out of every table. `octbench run ... --force` "
+            "retrains that run and replaces its record")

@@ -14,7 +14,7 @@ from pathlib import Path
 from octbench.benchmark import Benchmark
 from octbench.compare import cells, elapsed, run_argv
 from octbench.errors import OctbenchError
-from octbench.record import load_metrics
+from octbench.record import DamagedRecord, damage_advice, load_metrics
 from octbench.registry import get_method
 from octbench.run import RunRequest, load_cohort, planned_run
 from octbench.training import Compute
@@ -35,8 +35,11 @@ def missing_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, me
     for method, seed, fraction in cells(methods, seeds, fractions):
         request = RunRequest(benchmark=benchmark, method=method, seed=seed, out=out, label_fraction=fraction)
         _, _, folder = planned_run(request, get_method(method, list(methods_dirs)), cohort)
-        if load_metrics(folder) is None:
-            todo.append((method, seed, fraction))
+        try:
+            if load_metrics(folder) is None:
+                todo.append((method, seed, fraction))
+        except DamagedRecord as error:  # not resubmitted: replacing it is the user's call (--force)
+            print(f"compare: not submitted: {damage_advice(error)}", flush=True)
     return todo
 
 
