@@ -182,7 +182,7 @@ def probe_comparison(benchmark, cohort, encoder_file: Path | None) -> dict:
     torch.manual_seed(0)
     backbone, dim = create_backbone(benchmark.backbone)
     if encoder_file:
-        backbone.load_state_dict(torch.load(encoder_file, map_location="cpu"))
+        backbone.load_state_dict(torch.load(encoder_file, map_location="cpu", weights_only=True))
     encoder = Method(backbone, dim, MethodOptions())
     test_labels = cohort.biomarkers_of(cohort.part("test"))
 

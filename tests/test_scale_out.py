@@ -60,7 +60,8 @@ def test_two_process_ddp_run_writes_one_complete_record(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["compute"]["processes"] == 2 and len(config["splits"]["test"]) > 0
     assert not (run_dir / "checkpoints").exists()
-    assert torch.load(run_dir / "backbone.pt", map_location="cpu")  # the trained weights, from rank 0
+    # the trained weights, from rank 0
+    assert torch.load(run_dir / "backbone.pt", map_location="cpu", weights_only=True)
 
 
 def test_compare_through_submitit_local_executor_runs_only_missing_cells(tmp_path, capsys):
