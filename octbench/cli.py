@@ -12,6 +12,7 @@ from pathlib import Path
 from octbench import BIOMARKERS
 from octbench.benchmark import PROTOCOLS
 from octbench.errors import NotRankZero, OctbenchError
+from octbench.signals import Interrupted, stop_on_signals
 
 DESCRIPTION = """\
 octbench: which pretraining gives the best OCT biomarker detector?
@@ -166,7 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-embedding", action="store_true", help="skip the t-SNE figure")
     add_cohort_options(report)
 
-    listing = commands.add_parser("list", help="show methods and benchmarks")
+    listing = commands.add_parser(
+        "list", help="show methods and benchmarks",
+        description="Show every method (built in, and from --methods-dir / $OCTBENCH_METHODS) and every benchmark. "
+                    "A methods folder is Python code: every .py file in it is imported, and so executed, "
+                    "by list, run and compare. Only name folders whose code you trust.")
     listing.add_argument("--methods-dir", action="append", default=[], metavar="DIR")
     return parser
 
@@ -246,12 +251,16 @@ def command_compare(args) -> None:
         slurm = SlurmOptions(partition=args.slurm_partition, minutes=args.slurm_time, cpus=args.slurm_cpus)
         submit_cells(benchmark, methods, seeds, args.fractions, args.out,
                      args.submit, slurm, compute, methods_dirs=args.methods_dir, cache_dir=args.cache_dir)
+        failed = []
     else:
-        run_cells(benchmark, methods, seeds, args.fractions, args.out, jobs=args.jobs, methods_dirs=args.methods_dir,
-                  cache_dir=args.cache_dir, compute=compute)
+        failed = run_cells(benchmark, methods, seeds, args.fractions, args.out, jobs=args.jobs,
+                           methods_dirs=args.methods_dir, cache_dir=args.cache_dir, compute=compute)
     folder = build_report(args.out, benchmark, embedding=not args.no_embedding)
     print((folder / "leaderboard.md").read_text())
     print(f"report: {folder}")
+    if failed:
+        raise OctbenchError(f"the report leaves out {len(failed)} cells that could not be made:\n  "
+                            + "\n  ".join(failed))
 
 
 def command_report(args) -> None:
@@ -322,7 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"run": command_run, "compare": command_compare, "report": command_report, "list": command_list,
                 "prepare": command_prepare, "synth": command_synth}
     try:
-        commands[args.command](args)
+        with stop_on_signals():
+            commands[args.command](args)
+    except Interrupted as stop:
+        print(f"octbench: {stop.message()}", file=sys.stderr)
+        return stop.exit_status
     except OctbenchError as error:
         if args.debug:
             raise
@@ -330,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except NotRankZero:
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # raised by a library that installed its own SIGINT handler
         print("octbench: interrupted; nothing was recorded for the unfinished run", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `octbench list | head`: the reader has gone, which is not an error

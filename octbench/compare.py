@@ -14,15 +14,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from octbench.benchmark import Benchmark
-from octbench.errors import OctbenchError
+from octbench.locks import RunBusy
+from octbench.record import DamagedRecord
 from octbench.registry import get_method
 from octbench.run import RunRequest, execute
 from octbench.training import ONE_PROCESS, Compute
 
 
 def cells(methods, seeds, fractions) -> list[tuple[str, int, float]]:
-    """Seed-major order: a compare stopped early has whole seeds of every method, not all seeds of some."""
-    return [(m, s, f) for s in seeds for f in sorted(fractions, reverse=True) for m in methods]
+    """Seed-major order: a compare stopped early has whole seeds of every method, not all seeds of some.
+    Each cell once, however often a method or fraction was named: two processes never make one run."""
+    methods, fractions = list(dict.fromkeys(methods)), sorted({float(f) for f in fractions}, reverse=True)
+    return [(m, s, f) for s in dict.fromkeys(seeds) for f in fractions for m in methods]
 
 
 def run_argv(benchmark: Benchmark, cell: tuple[str, int, float], out: Path, methods_dirs=(),
@@ -44,21 +47,29 @@ def run_argv(benchmark: Benchmark, cell: tuple[str, int, float], out: Path, meth
 
 
 def run_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, jobs: int = 1,
-              methods_dirs=(), cache_dir: Path | None = None, compute: Compute = ONE_PROCESS) -> None:
+              methods_dirs=(), cache_dir: Path | None = None, compute: Compute = ONE_PROCESS) -> list[str]:
+    """Run every missing cell; returns what went wrong with the cells that could not be made (a
+    damaged record, a cell another process is making, a failed job), after making all the others."""
     for method in methods:
         get_method(method, list(methods_dirs))  # an unknown name fails now, not an hour in
     todo = cells(methods, seeds, fractions)
     start = time.perf_counter()
+    failed = []
     if jobs <= 1:
         for i, (method, seed, fraction) in enumerate(todo, start=1):
             request = RunRequest(benchmark=benchmark, method=method, seed=seed, out=Path(out),
                                  methods_dirs=list(methods_dirs), cache_dir=cache_dir, label_fraction=fraction,
                                  compute=compute)
-            folder, metrics, reused = execute(request)
+            try:
+                folder, metrics, reused = execute(request)
+            except (DamagedRecord, RunBusy) as error:  # this cell only: the others can still be made
+                failed.append(f"{method} seed {seed} fraction {fraction}: {error}")
+                print(f"[{i}/{len(todo)}] {method} seed {seed} fraction {fraction}: not made: {error}", flush=True)
+                continue
             state = "reused" if reused else f"{metrics['timing']['total_s']:.0f} s"
             print(f"[{i}/{len(todo)}] {folder.name}: mean AUROC {metrics['mean_auroc']:.3f} ({state})", flush=True)
         print(f"compare: {len(todo)} cells in {elapsed(start)}", flush=True)
-        return
+        return failed
     threads = max(1, (os.cpu_count() or 1) // jobs)
     environment = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     # The cohort is generated once, before the processes that would otherwise race to build it.
@@ -72,9 +83,13 @@ def run_cells(benchmark: Benchmark, methods, seeds, fractions, out: Path, jobs: 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for (method, seed, fraction), done in pool.map(run_one, todo):
             if done.returncode != 0:
-                raise OctbenchError(f"cell {method} seed {seed} fraction {fraction} failed:\n{done.stderr[-2000:]}")
+                failed.append(f"{method} seed {seed} fraction {fraction} (exit {done.returncode}): "
+                              f"{done.stderr.strip()[-2000:]}")
+                print(f"{method} seed {seed} fraction {fraction}: failed (exit {done.returncode})", flush=True)
+                continue
             print(done.stdout.strip().splitlines()[-1], flush=True)
     print(f"compare: {len(todo)} cells in {elapsed(start)}", flush=True)
+    return failed
 
 
 def elapsed(start: float) -> str:

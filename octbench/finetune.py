@@ -9,6 +9,7 @@ benchmark's pretraining steps); the validation AUROC is recorded, the test split
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def finetune_scores(method: Method, images: dict[str, np.ndarray], labels: dict[
     folder.mkdir(parents=True, exist_ok=True)
     pretrain(tuner, data, spec, seed, folder, progress=False)
     (folder / "pretrain_log.csv").replace(work_dir / "finetune_log.csv")
-    folder.rmdir()
+    shutil.rmtree(folder)  # its checkpoints, kept until here for a stopped run to resume from
     network = Method(nn.Sequential(tuner.backbone, tuner.classifier), method.feature_dim, MethodOptions())
     val = extract_features(network, images["val"])
     val_auroc = [float(roc_auc_score(labels["val"][:, j], val[:, j])) for j in range(val.shape[1])]

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
-import torch
 from sklearn.metrics import roc_auc_score
 
 from octbench import BIOMARKERS
@@ -25,11 +24,15 @@ from octbench.cohort import Cohort
 from octbench.errors import NotRankZero, OctbenchError
 from octbench.evaluate import PROBES, extract_features, linear_probe
 from octbench.finetune import finetune_scores
+from octbench.locks import exclusive, launched_as_rank_zero
 from octbench.method import Method, MethodOptions
 from octbench.record import (
     BACKBONE_FILE,
+    DamagedRecord,
+    damage_advice,
     git_commit,
     load_metrics,
+    load_state_dict,
     package_versions,
     partial_dir,
     publish,
@@ -223,25 +226,58 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     cohort = load_cohort(benchmark, request.cache_dir)  # cached after the first run: cheap
     timing = {"cohort_s": time.perf_counter() - started}
     options, identity, final = planned_run(request, method_cls, cohort)
-    if not request.force and (existing := load_metrics(final)) is not None:
+    if (existing := reusable_record(final, request.force)) is not None:
         return final, existing, True
     train_rows = labelled_train_rows(cohort, request.label_fraction, benchmark.cohort.seed)
     check_run_data(benchmark, method_cls, cohort, train_rows)  # before anything is written
     leakage = check_leakage(cohort, request.strict)  # only for a run that will be made
+    plan = PlannedRun(method_cls, options, identity, final, train_rows, leakage)
+    if not launched_as_rank_zero():  # a process of a distributed launch: rank 0 holds the run's lock
+        return make_run(request, plan, cohort, timing, started)
+    with exclusive(final.with_name(f".{final.name}.lock"), f"run {identity}", wait=False):
+        if (existing := reusable_record(final, request.force)) is not None:  # finished while we waited
+            return final, existing, True
+        return make_run(request, plan, cohort, timing, started)
 
-    train_rows = labelled_train_rows(cohort, request.label_fraction, benchmark.cohort.seed)
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """What execute has settled about a run before making it."""
+    method_cls: type[Method]
+    options: MethodOptions
+    identity: str
+    final: Path
+    train_rows: pd.DataFrame
+    leakage: dict
+
+
+def reusable_record(final: Path, force: bool) -> dict | None:
+    """The metrics of a complete record of this run, unless --force; a damaged record is refused
+    (named, never deleted) and --force replaces it."""
+    try:
+        metrics = load_metrics(final)
+    except DamagedRecord as error:
+        if not force:
+            raise DamagedRecord(f"{damage_advice(error)}; nothing was changed") from None
+        print(f"octbench: replacing a damaged run record: {error}", file=sys.stderr)
+        return None
+    return None if force else metrics
+
+
+def make_run(request: RunRequest, plan: PlannedRun, cohort: Cohort, timing: dict,
+             started: float) -> tuple[Path, dict, bool]:
     pl.seed_everything(request.seed, verbose=False)  # the untrained backbone and heads depend on it
-    backbone, feature_dim = create_backbone(benchmark.backbone)
-    method = method_cls(backbone, feature_dim, options)
-    work = partial_dir(final)
+    backbone, feature_dim = create_backbone(request.benchmark.backbone)
+    method = plan.method_cls(backbone, feature_dim, plan.options)
+    work = partial_dir(plan.final)
     if request.force:
         shutil.rmtree(work, ignore_errors=True)  # --force: no resuming from an earlier attempt
     work.mkdir(parents=True, exist_ok=True)  # an existing one holds the checkpoint of a killed attempt
     try:
-        return train_and_record(request, method, options, cohort, train_rows, work, final, identity,
-                                leakage, timing, started)
-    except OctbenchError:
-        if not (work / CHECKPOINT_DIR).exists():  # nothing worth resuming: leave nothing behind
+        return train_and_record(request, method, plan.options, cohort, plan.train_rows, work, plan.final,
+                                plan.identity, plan.leakage, timing, started)
+    except BaseException:  # a bad input, a signal, a crash: keep only what a rerun resumes from
+        if not (work / CHECKPOINT_DIR).exists():
             shutil.rmtree(work, ignore_errors=True)
         raise
 
@@ -252,9 +288,9 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
     benchmark, method_cls = request.benchmark, type(method)
     start = time.perf_counter()
     processes = 0  # none trained: reused pretraining, or a method without any
-    donor = pretrained_sibling(final, method_cls)
+    donor, weights = pretrained_sibling(final, method_cls)
     if donor is not None:  # the same pretraining, recorded at another label fraction
-        method.backbone.load_state_dict(torch.load(donor / BACKBONE_FILE, map_location="cpu"))
+        method.backbone.load_state_dict(weights)
         shutil.copy(donor / "pretrain_log.csv", work / "pretrain_log.csv")
     elif method_cls.n_views > 0:
         data = pretraining_data(cohort, method_cls, options, train_rows)
@@ -281,16 +317,22 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
     return final, metrics, False
 
 
-def pretrained_sibling(final: Path, method_cls: type[Method]) -> Path | None:
+def pretrained_sibling(final: Path, method_cls: type[Method]) -> tuple[Path | None, dict | None]:
     """A complete run that differs from this one only in label fraction and whose pretraining
-    did not see biomarker labels: its backbone is exactly what this run would train."""
+    did not see biomarker labels, with its backbone's weights: exactly what this run would train.
+    A sibling whose backbone cannot be loaded is named and passed over."""
     if method_cls.n_views == 0 or method_cls.trains_on != "pool" or method_cls.encode is not Method.encode:
-        return None
+        return None, None
     stem = final.name.rsplit("_lf", 1)[0]  # the same pretraining at any fraction or protocol
     for sibling in sorted(final.parent.glob(f"{stem}_lf*")):
-        if sibling != final and (sibling / "metrics.json").exists() and (sibling / BACKBONE_FILE).exists():
-            return sibling
-    return None
+        if sibling == final or not (sibling / "metrics.json").exists() or not (sibling / "pretrain_log.csv").exists():
+            continue
+        try:
+            return sibling, load_state_dict(sibling / BACKBONE_FILE)
+        except DamagedRecord as error:
+            print(f"octbench: warning: not reusing the pretraining of {sibling.name}: {error}; pretraining "
+                  "anew", file=sys.stderr)
+    return None, None
 
 
 def with_overrides(benchmark: Benchmark, steps: int | None = None, protocol: str | None = None,

@@ -8,7 +8,11 @@ whole batch at once.
 from __future__ import annotations
 
 import math
-import shutil
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +22,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from octbench.augment import to_normalized_float
 from octbench.benchmark import PretrainSpec
 from octbench.errors import OctbenchError
 from octbench.method import Method
+from octbench.signals import STOP_SIGNALS, Interrupted
 
 
 class InMemoryBatches(Dataset):
@@ -176,6 +182,50 @@ class Pretraining(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+class CheckpointOnSignal(pl.Callback):
+    """During pretraining: a signal is noted, and at the end of the step the checkpoint is saved
+    and training stops; `pretrain` then raises Interrupted."""
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = checkpoint
+        self.received: int | None = None
+        self.saved_step: int | None = None
+
+    def note(self, signum: int, frame) -> None:
+        if self.received is not None:  # a second signal: stop now, the periodic checkpoint remains
+            print(f"\noctbench: second {signal.Signals(signum).name}: stopping now", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        self.received = signum
+        print(f"\noctbench: {signal.Signals(signum).name} received: saving a checkpoint at the end of this step",
+              file=sys.stderr, flush=True)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Around trainer.fit: Lightning's own SIGTERM handler, registered inside fit, calls ours
+        too; SIGINT stays ours alone, so no KeyboardInterrupt reaches Lightning (which would exit
+        with status 1 and no checkpoint)."""
+        previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        for s in STOP_SIGNALS:
+            signal.signal(s, self.note)
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
+        if self.received is None or self.saved_step is not None:
+            return
+        trainer.save_checkpoint(self.checkpoint)
+        self.saved_step = trainer.global_step
+        trainer.should_stop = True
+
+    def raise_if_stopped(self) -> None:
+        if self.received is not None:
+            raise Interrupted(self.received, self.checkpoint if self.saved_step is not None else None,
+                              self.saved_step)
+
+
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -195,12 +245,18 @@ def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed:
     resume, start = last_checkpoint(work_dir)
     module = Pretraining(method, spec, dataset, seed, start)
     earlier_log = work_dir / "pretrain_log.partial.csv"
-    if resume and (work_dir / "metrics.csv").exists():
-        (work_dir / "metrics.csv").replace(earlier_log)  # the logger starts a new file
+    # The logger starts a new file: the rows logged before the stop are kept apart and joined at the
+    # end. They are in metrics.csv, or in pretrain_log.csv if pretraining had ended (stopped while
+    # the run was evaluated).
+    logged = [work_dir / name for name in ("metrics.csv", "pretrain_log.csv") if (work_dir / name).exists()]
+    if resume and logged:
+        logged[0].replace(earlier_log)
     elif not resume:
         earlier_log.unlink(missing_ok=True)  # from an attempt whose checkpoint was unusable
     on_gpu = torch.cuda.is_available()
+    log_every = max(1, min(5, spec.steps // 20))
     distributed = compute.devices * compute.num_nodes > 1
+    stopper = CheckpointOnSignal(work_dir / CHECKPOINT_DIR / "last.ckpt")
     checkpoints = ModelCheckpoint(dirpath=work_dir / CHECKPOINT_DIR, filename="last", save_top_k=0,
                                   save_last=True, every_n_train_steps=max(1, min(100, spec.steps // 10)))
     trainer = pl.Trainer(
@@ -209,22 +265,33 @@ def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed:
         sync_batchnorm=spec.sync_batchnorm and distributed, use_distributed_sampler=False,  # StepBatches slices
         precision="bf16-mixed" if on_gpu else "32-true",
         deterministic=not on_gpu,  # bit-identical CPU runs; GPU keeps its fast kernels
-        logger=CSVLogger(str(work_dir), name="", version=""), log_every_n_steps=max(1, min(5, spec.steps // 20)),
-        callbacks=[checkpoints, *callbacks], enable_model_summary=False, enable_progress_bar=progress,
+        logger=CSVLogger(str(work_dir), name="", version=""), log_every_n_steps=log_every,
+        callbacks=[checkpoints, stopper, *callbacks], enable_model_summary=False, enable_progress_bar=progress,
         default_root_dir=str(work_dir))
-    trainer.fit(module, ckpt_path=resume)
+    with stopper.installed():
+        try:
+            trainer.fit(module, ckpt_path=resume, weights_only=True)  # a checkpoint never runs code
+        except SIGTERMException:  # Lightning's own reaction to the SIGTERM that stopper has handled
+            if stopper.received is None:
+                raise
+    stopper.raise_if_stopped()
     method.cpu()
     if not trainer.is_global_zero:
         return None
-    log = pd.read_csv(work_dir / "metrics.csv")
+    # No metrics.csv: resumed from a checkpoint at the last step, so no step ran in this attempt.
+    log = pd.read_csv(work_dir / "metrics.csv") if (work_dir / "metrics.csv").exists() else None
     if earlier_log.exists():
         before = pd.read_csv(earlier_log)
-        log = pd.concat([before[before["step"] < log["step"].min()], log], ignore_index=True)
+        # A stopped run also logs the step it stopped at; an uninterrupted one logs every log_every steps.
+        before = before[(before["step"] + 1) % log_every == 0]
+        log = before if log is None else pd.concat([before[before["step"] < log["step"].min()], log],
+                                                   ignore_index=True)
         earlier_log.unlink()
     log.to_csv(work_dir / "pretrain_log.csv", index=False)
-    (work_dir / "metrics.csv").unlink()
+    (work_dir / "metrics.csv").unlink(missing_ok=True)
     (work_dir / "hparams.yaml").unlink(missing_ok=True)
-    shutil.rmtree(work_dir / CHECKPOINT_DIR, ignore_errors=True)  # not part of the run record
+    # The checkpoints stay until the record is written (a run stopped while it is evaluated
+    # resumes at the end of pretraining); they are not part of the record.
     return trainer.world_size
 
 

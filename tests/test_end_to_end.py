@@ -93,10 +93,10 @@ def test_benchmark_with_unknown_key_is_refused(tmp_path, capsys):
 
 def test_an_error_after_the_cohort_loads_leaves_no_run_folder(tmp_path, capsys):
     out = tmp_path / "results"
-    code = main(["run", "--method", "simclr", "--benchmark", TINY, "--label-fraction", "1.5", "--out", str(out),
+    code = main(["run", "--method", "clinical-supcon", "--clinical", "acuity", "--benchmark", TINY, "--out", str(out),
                  "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     assert code == 2
-    assert "label fraction 1.5" in capsys.readouterr().err
+    assert "'acuity'" in capsys.readouterr().err
     assert not (out / "runs").exists() or not any((out / "runs").iterdir())
 
 
