@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -127,9 +128,11 @@ def load_metrics(run_dir: Path) -> dict | None:
     missing = [key for key in METRICS_KEYS if key not in metrics]
     if missing:
         raise DamagedRecord(f"{path} lacks {', '.join(missing)}")
-    for name in ("config.json", "predictions.csv"):
+    for name in ("config.json", "predictions.csv", BACKBONE_FILE):
         if not (run_dir / name).is_file():
             raise DamagedRecord(f"{run_dir / name} is missing")
+    if not zipfile.is_zipfile(run_dir / BACKBONE_FILE):  # torch.save writes a zip; a cut-off one has no directory
+        raise DamagedRecord(f"{run_dir / BACKBONE_FILE} is not a complete weights file; is it truncated?")
     return metrics
 
 

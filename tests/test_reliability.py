@@ -104,6 +104,20 @@ def test_missing_predictions_leave_the_run_out(two_runs, tmp_path, capsys):
     assert pd.read_csv(out / "tiny" / "leaderboard.csv")["seeds"].tolist() == [1]
 
 
+def test_a_truncated_backbone_is_named_and_retrained_on_force(two_runs, tmp_path, capsys):
+    out, cache = copy_results(two_runs, tmp_path)
+    damaged = sorted((out / "runs").iterdir())[0]
+    backbone = damaged / "backbone.pt"
+    backbone.write_bytes(backbone.read_bytes()[:1000])
+    assert main(run_argv(out, cache, seed=0)) == 2
+    err = capsys.readouterr().err
+    assert str(backbone) in err and "truncated" in err and "--force" in err
+    assert main(["report", "--benchmark", str(TINY), "--out", str(out), "--no-embedding"]) == 0
+    assert str(backbone) in capsys.readouterr().out
+    assert main([*run_argv(out, cache, seed=0), "--force"]) == 0
+    assert load_state_dict(backbone)  # whole again
+
+
 def test_weights_are_loaded_as_tensors_only(tmp_path):
     good = tmp_path / "good.pt"
     torch.save({"w": torch.ones(2)}, good)
