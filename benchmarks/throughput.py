@@ -42,7 +42,7 @@ from octbench.benchmark import load_benchmark
 from octbench.evaluate import extract_features, linear_probe
 from octbench.method import Method, MethodOptions
 from octbench.registry import get_method
-from octbench.run import load_cohort
+from octbench.sources import load_cohort
 from octbench.training import InMemoryBatches, pretrain
 
 

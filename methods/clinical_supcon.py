@@ -24,12 +24,13 @@ class ClinicalSupCon(Method):
     takes_clinical = True
     # BCVA and CST: the two clinical values the paper builds its positives from.
     default_clinical = "bcva,cst"
+    takes = {"temperature": float}
 
     def __init__(self, backbone, feature_dim, options):
         super().__init__(backbone, feature_dim, options)
         # The SupCon head of Khosla et al. (2-layer MLP to 128 dimensions).
         self.projection_head = SimCLRProjectionHead(feature_dim, 512, 128)
-        self.temperature = 0.07  # the seed paper's and Khosla et al.'s temperature
+        self.temperature = options.get("temperature", 0.07)  # the seed paper's and Khosla et al.'s temperature
         # Label terms in the order of the batch's `labels` columns; the instance term has none.
         self.label_weights = [w for column, w in options.clinical if column != INSTANCE_TERM]
         self.instance_weight = sum(w for column, w in options.clinical if column == INSTANCE_TERM)
@@ -44,25 +45,3 @@ class ClinicalSupCon(Method):
         if self.instance_weight:
             loss = loss + self.instance_weight * self.instance_loss(projections[0], projections[1])
         return loss
-
-
-# Named presets: the single labels and the combination the seed paper reports. Their runs are
-# named by the preset alone (clinical-supcon-eye, not clinical-supcon-eye-eye1).
-class SupConBCVA(ClinicalSupCon):
-    name, default_clinical, preset = "clinical-supcon-bcva", "bcva", True
-    description = "clinical-supcon preset: BCVA (visual acuity letters) as classes"
-
-
-class SupConCST(ClinicalSupCon):
-    name, default_clinical, preset = "clinical-supcon-cst", "cst", True
-    description = "clinical-supcon preset: CST (central subfield thickness, µm) as classes"
-
-
-class SupConEye(ClinicalSupCon):
-    name, default_clinical, preset = "clinical-supcon-eye", "eye", True
-    description = "clinical-supcon preset: eye identity as classes"
-
-
-class SupConBCVACSTEye(ClinicalSupCon):
-    name, default_clinical, preset = "clinical-supcon-bcva-cst-eye", "bcva,cst,eye", True
-    description = "clinical-supcon preset: BCVA, CST and eye, equally weighted"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tomllib
 
+from octbench import protocols
 from octbench.errors import OctbenchError, closest
 
 SOURCES = ("simulated", "olives", "table", "folder")  # see load_cohort in octbench/run.py
@@ -65,7 +66,7 @@ class PretrainSpec:
         return self.lr * {"none": 1.0, "linear": ratio, "sqrt": ratio ** 0.5}[self.lr_scaling]
 
 
-PROTOCOLS = ("linear", "linear-sgd", "knn", "finetune")  # see octbench/evaluate.py and finetune.py
+PROTOCOLS = tuple(protocols.PROTOCOLS)  # the names of the protocol table
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,48 @@ class EvaluateSpec:
     protocol: str = "linear"
     probe_c: tuple = (0.01, 0.1, 1.0, 10.0)
     bootstrap: int = 1000
+
+
+# Method names (and entry aliases): lowercase words joined by hyphens, so run names stay readable.
+METHOD_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+ENTRY_KEYS = ("name", "label", "alias", "clinical", "bins")  # every other key of an entry is a method option
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One row of a benchmark: a method, its options, and the label tables and figures show.
+
+    In a benchmark file: `methods = ["simclr", { name = "clinical-supcon", clinical = "eye",
+    label = "clinical SupCon (eye)", alias = "clinical-supcon-eye" }]`. `--method ALIAS` selects
+    the entry; options other than clinical and bins are the method's own (Method.takes)."""
+    method: str
+    label: str = ""
+    alias: str = ""
+    clinical: str | None = None
+    bins: int | None = None
+    options: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def handle(self) -> str:
+        """How the command line and run names refer to the entry."""
+        return self.alias or self.method
+
+    def display(self) -> str:
+        if self.label:
+            return self.label
+        extras = [f"clinical={self.clinical}"] * bool(self.clinical) + [f"bins={self.bins}"] * bool(self.bins)
+        extras += [f"{k}={v}" for k, v in self.options]
+        return self.handle + (f" ({', '.join(extras)})" if extras and not self.alias else "")
+
+
+def method_entry(value) -> MethodEntry:
+    if isinstance(value, MethodEntry):
+        return value
+    if isinstance(value, str):
+        return MethodEntry(method=value)
+    options = tuple(sorted((k, v) for k, v in value.items() if k not in ENTRY_KEYS))
+    return MethodEntry(method=value["name"], label=value.get("label", ""), alias=value.get("alias", ""),
+                       clinical=value.get("clinical"), bins=value.get("bins"), options=options)
 
 
 @dataclass(frozen=True)
@@ -135,6 +178,44 @@ def names(value) -> str | None:
     return None if ok else "a list of non-empty strings"
 
 
+def entry_problem(value) -> str | None:
+    if isinstance(value, MethodEntry):
+        return None
+    if isinstance(value, str):
+        return None if METHOD_NAME.fullmatch(value) else f"{value!r}: a method name is lowercase words joined by '-'"
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        return f"{shown(value)}: an entry is a method name or a table with name = \"...\""
+    if not METHOD_NAME.fullmatch(value["name"]):
+        return f"{value['name']!r}: a method name is lowercase words joined by '-'"
+    if "alias" in value and not (isinstance(value["alias"], str) and METHOD_NAME.fullmatch(value["alias"])):
+        return f"alias {shown(value['alias'])}: lowercase words joined by '-'"
+    for key in ("label", "clinical"):
+        if key in value and not (isinstance(value[key], str) and value[key].strip()):
+            return f"{key} {shown(value[key])}: a non-empty string"
+    if "bins" in value and not (is_whole(value["bins"]) and value["bins"] >= 2):
+        return f"bins {shown(value['bins'])}: a whole number >= 2"
+    for key, option in value.items():
+        if key not in ENTRY_KEYS and not isinstance(option, (str, int, float, bool)):
+            return f"option {key} {shown(option)}: a number, string or boolean"
+    return None
+
+
+def method_entries(value) -> str | None:
+    """methods: entries, each once; aliases name one entry each."""
+    if not isinstance(value, (list, tuple)):
+        return "a list of method names or entries { name = \"...\", ... }"
+    for item in value:
+        if (problem := entry_problem(item)) is not None:
+            return f"a list of method entries ({problem})"
+    entries = [method_entry(item) for item in value]
+    for name, what in ((lambda e: (e.method, e.clinical, e.bins, e.options), "the same method and options"),
+                       (lambda e: e.handle, "the same alias")):
+        seen = [name(e) for e in entries]
+        if len(set(seen)) != len(seen):
+            return f"a list of distinct entries (two entries have {what}; give one an alias or other options)"
+    return None
+
+
 def probe_grid(value) -> str | None:
     ok = isinstance(value, (list, tuple)) and value and all(is_finite(v) and v > 0 for v in value)
     return None if ok else "a non-empty list of numbers > 0 (the probe's inverse regularisation strengths)"
@@ -161,7 +242,7 @@ RULES = {
         "name": text,  # then check_benchmark_name
         "description": text,
         "backbone": filled_text,
-        "methods": names,
+        "methods": method_entries,
         "seeds": whole(1),
     },
     CohortSpec: {
@@ -244,7 +325,19 @@ def check_values(kind, values: dict, where: str) -> None:
 
 def build_section(kind, values: dict, where: str):
     check_values(kind, values, where)
-    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if kind is Benchmark and "methods" in values:
+        values["methods"] = tuple(method_entry(v) for v in values["methods"])
+    return kind(**values)
+
+
+def find_entry(benchmark: Benchmark, handle: str) -> MethodEntry | None:
+    """The benchmark's entry `handle` names: its alias, or a method listed once without options."""
+    for entry in benchmark.methods:
+        if entry.alias == handle:
+            return entry
+    plain = [e for e in benchmark.methods if e.method == handle and not e.alias]
+    return plain[0] if len(plain) == 1 else None
 
 
 def check_benchmark(benchmark: Benchmark) -> None:
@@ -294,3 +387,18 @@ def load_benchmark(name_or_path: str) -> Benchmark:
     sections = {k: build_section(kind, raw.get(k, {}), f"{path} [{k}]") for k, kind in SECTIONS.items()}
     benchmark = build_section(Benchmark, {"name": path.stem, **top}, str(path))
     return dataclasses.replace(benchmark, path=str(path), **sections)
+
+
+def with_overrides(benchmark: Benchmark, steps: int | None = None, protocol: str | None = None,
+                   **cohort: object) -> Benchmark:
+    """`cohort` overrides [cohort] keys whose value is not None (--limit, --tables, --image-root)."""
+    cohort = {key: value for key, value in cohort.items() if value is not None}
+    if cohort:
+        benchmark = dataclasses.replace(benchmark, cohort=dataclasses.replace(benchmark.cohort, **cohort))
+    if cohort.get("limit"):  # a cut-down cohort is another benchmark: its runs and tables stay apart
+        benchmark = dataclasses.replace(benchmark, name=f"{benchmark.name}-limit{cohort['limit']}")
+    if steps is not None:
+        benchmark = dataclasses.replace(benchmark, pretrain=dataclasses.replace(benchmark.pretrain, steps=steps))
+    if protocol is not None:
+        benchmark = dataclasses.replace(benchmark, evaluate=dataclasses.replace(benchmark.evaluate, protocol=protocol))
+    return benchmark

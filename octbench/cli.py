@@ -220,8 +220,8 @@ def format_result(run_dir: Path, metrics: dict, reused: bool) -> str:
 
 
 def command_run(args) -> None:
-    from octbench.benchmark import load_benchmark
-    from octbench.run import RunRequest, execute, with_overrides
+    from octbench.benchmark import load_benchmark, with_overrides
+    from octbench.run import RunRequest, execute
 
     benchmark = with_overrides(load_benchmark(args.benchmark), steps=args.steps, protocol=args.protocol,
                                **cohort_overrides(args))
@@ -234,13 +234,14 @@ def command_run(args) -> None:
 
 
 def command_compare(args) -> None:
-    from octbench.benchmark import load_benchmark
+    from octbench.benchmark import load_benchmark, with_overrides
     from octbench.compare import run_cells
+    from octbench.identity import resolve_entry
     from octbench.report import build_report
-    from octbench.run import with_overrides
 
     benchmark = with_overrides(load_benchmark(args.benchmark), protocol=args.protocol, **cohort_overrides(args))
-    methods = args.methods or list(benchmark.methods)
+    # --methods names entries by alias (clinical-supcon-eye) or methods by name.
+    methods = [resolve_entry(benchmark, handle) for handle in args.methods] if args.methods else list(benchmark.methods)
     if not methods:
         raise OctbenchError(f"benchmark {benchmark.name!r} names no methods; pass --methods")
     compute = compute_options(args)
@@ -264,9 +265,8 @@ def command_compare(args) -> None:
 
 
 def command_report(args) -> None:
-    from octbench.benchmark import load_benchmark
+    from octbench.benchmark import load_benchmark, with_overrides
     from octbench.report import build_report
-    from octbench.run import with_overrides
 
     benchmark = with_overrides(load_benchmark(args.benchmark), **cohort_overrides(args))
     folder = build_report(args.out, benchmark, embedding=not args.no_embedding)
@@ -275,10 +275,9 @@ def command_report(args) -> None:
 
 
 def command_prepare(args) -> None:
-    from octbench.benchmark import load_benchmark
-    from octbench.run import load_cohort, with_overrides
+    from octbench.benchmark import load_benchmark, with_overrides
     from octbench.simulate.cohort import default_cache_dir
-    from octbench.sources import source_cohort
+    from octbench.sources import load_cohort, source_cohort
     from octbench.splits import leakage_problems, leakage_report
 
     benchmark = with_overrides(load_benchmark(args.benchmark), **cohort_overrides(args))
@@ -313,7 +312,11 @@ def command_list(args) -> None:
         print(f"  {name:<{width}}  {cls.description}\n  {'':<{width}}  [{cls.paper}]")
     print("benchmarks:")
     for name in available_benchmarks():
-        print(f"  {name:<{width}}  {load_benchmark(name).description}")
+        benchmark = load_benchmark(name)
+        print(f"  {name:<{width}}  {benchmark.description}")
+        for entry in benchmark.methods:
+            handle = f"--method {entry.handle}" if entry.alias else entry.handle
+            print(f"  {'':<{width}}    {handle:<40} {entry.display()}")
 
 
 def quiet_libraries() -> None:

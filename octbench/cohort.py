@@ -9,7 +9,8 @@ its own subset (OLIVES' balanced test sets), boolean test_<BIOMARKER> columns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,20 @@ TEST_MASK_PREFIX = "test_"  # test_<BIOMARKER>: the test rows that count for tha
 class Cohort:
     table: pd.DataFrame
     images: np.ndarray  # (n_images, height, width) uint8, often memory-mapped
+    # What the table alone does not say about the images: the simulated cohort's cache key (its
+    # parameters and the simulator's source). File cohorts carry each image's sha256 in the table.
+    source_key: str = ""
+    _fingerprint: str | None = field(default=None, init=False, repr=False)
+
+    def fingerprint(self) -> str:
+        """A hash of what the cohort holds: every row's ids, split, clinical values and labels, each
+        image's content hash (file sources) or the simulator's key. Not where the files are."""
+        if self._fingerprint is None:
+            columns = [c for c in self.table.columns if c not in ("path", "image")]
+            digest = hashlib.sha256(self.source_key.encode())
+            digest.update(self.table[columns].to_csv(index=False).encode())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     def part(self, name: str) -> pd.DataFrame:
         """Rows of one part: the pretraining pool, or the biomarker-labelled train / val / test."""

@@ -8,8 +8,8 @@ one subclass of `Method`. It declares what it needs instead of overriding a fram
     trains_on                  "pool" (clinically labelled B-scans) or "biomarkers" (expert labels)
     takes_clinical             whether it reads `--clinical` (then batches carry `labels`)
     default_clinical           the `--clinical` it uses when none is given
-    preset                     its name says its default labels (clinical-supcon-eye), so runs on
-                               them are named by it alone
+    takes                      the options a benchmark entry may set for it, with their types
+                               ({"temperature": float}); any other option is refused
     augmentation               how its views are drawn (default: the seed paper's family)
     momentum                   (start, end) EMA rate of its momentum targets, cosine-scheduled
 
@@ -52,6 +52,14 @@ def momentum_copy(module: nn.Module, blank: nn.Module | None = None) -> nn.Modul
 class MethodOptions:
     clinical: tuple[tuple[str, float], ...] = ()  # (cohort column, weight) pairs
     bins: int | None = None  # continuous clinical values: classes by exact value, or quantile bins
+    settings: tuple[tuple[str, object], ...] = ()  # the method's own options (see Method.takes), sorted by key
+
+    def get(self, key: str, default):
+        return dict(self.settings).get(key, default)
+
+    def record(self) -> dict:
+        """As stored in run records and keys: plain JSON values."""
+        return {"clinical": [list(pair) for pair in self.clinical], "bins": self.bins, **dict(self.settings)}
 
 
 class Method(nn.Module):
@@ -62,7 +70,7 @@ class Method(nn.Module):
     trains_on: ClassVar[str] = "pool"
     takes_clinical: ClassVar[bool] = False
     default_clinical: ClassVar[str] = ""  # the --clinical used when none is given
-    preset: ClassVar[bool] = False  # True: the name already says default_clinical
+    takes: ClassVar[dict[str, type]] = {}  # options a benchmark entry may set, e.g. {"temperature": float}
     augmentation: ClassVar[ViewAugmentation] = ViewAugmentation()
     momentum: ClassVar[tuple[float, float] | None] = None
 
@@ -76,6 +84,12 @@ class Method(nn.Module):
         """The loss of one batch; `views` holds `n_views` augmented copies of `batch['image']`.
         Every method with n_views > 0 defines it; baselines without pretraining need not."""
         raise TypeError(f"{type(self).__name__} has n_views = 0: it is never trained")
+
+    def trivial_loss(self, batch_size: int) -> float | None:
+        """The loss of a network that has learned nothing (uniform assignments, or an embedding that
+        does not tell images apart) at a global batch of `batch_size`; None where no such level is
+        known. A loss curve that ends there shows a run that collapsed rather than learned."""
+        return None
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Features the evaluator probes: by default the backbone's pooled output."""

@@ -12,6 +12,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from octbench.benchmark import METHOD_NAME
 from octbench.errors import OctbenchError, closest
 from octbench.method import Method
 
@@ -43,6 +44,9 @@ def check_method_class(cls: type[Method], path: Path) -> None:
     problems = [f"class attribute {attr!r} must be a non-empty string"
                 for attr in ("name", "description", "paper") if not isinstance(getattr(cls, attr), str)
                 or not getattr(cls, attr)]
+    if isinstance(cls.name, str) and cls.name and not METHOD_NAME.fullmatch(cls.name):
+        problems.append(f"name {cls.name!r} must be lowercase letters and digits, words joined by '-' "
+                        "(e.g. 'my-moco'): run names and tables are built from it")
     if getattr(cls, "n_views", 0) and cls.training_loss is Method.training_loss:
         problems.append("a method with n_views > 0 must define training_loss(self, views, batch)")
     if cls.trains_on not in ("pool", "biomarkers"):

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from octbench.clinical import class_ids, clinical_class_matrix, parse_clinical_spec
+from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
 
 COLUMNS = ["BCVA", "CST", "eye", "patient"]
@@ -59,17 +60,18 @@ def test_missing_clinical_value_names_column_and_row():
 
 @pytest.mark.parametrize("method, clinical, bins, name", [
     ("clinical-supcon", None, None, "clinical-supcon-bcva0.5-cst0.5"),  # generic: labels in the name
-    ("clinical-supcon-eye", None, None, "clinical-supcon-eye"),  # a preset on its own labels
-    ("clinical-supcon-bcva-cst-eye", "bcva,cst,eye", None, "clinical-supcon-bcva-cst-eye"),
-    ("clinical-supcon-eye", "bcva", None, "clinical-supcon-eye-bcva1"),  # a preset on other labels
-    ("clinical-supcon-cst", None, 4, "clinical-supcon-cst-cst1-bins4"),
+    ("clinical-supcon-eye", None, None, "clinical-supcon-eye"),  # an entry's alias on its own labels
+    ("clinical-supcon-eye", "bcva", None, "clinical-supcon-bcva1"),  # --clinical replaces the entry's labels
+    ("clinical-supcon-cst", None, 4, "clinical-supcon-cst1-bins4"),
 ])
 def test_run_names_say_the_labels_a_run_used_once(method, clinical, bins, name):
     from octbench.benchmark import load_benchmark
     from octbench.registry import get_method
-    from octbench.run import RunRequest, method_options, run_id
+    from octbench.run import RunRequest, planned_run
 
     request = RunRequest(benchmark=load_benchmark("default"), method=method, clinical=clinical, bins=bins)
-    cls = get_method(method)
-    options = method_options(cls, request, ["BCVA", "CST", "eye", "patient"])
-    assert run_id(request, cls, options).split("_")[0] == name
+    cls = get_method(request.resolved_entry().method)
+    cohort = Cohort(table=pd.DataFrame({c: [1] for c in ["BCVA", "CST", "eye", "patient"]}), images=np.zeros(1))
+    _, identity, folder = planned_run(request, cls, cohort)
+    assert identity.name.split("_")[0] == name and folder.name == identity.name
+    assert identity.name.endswith("-" + identity.digest[:8])

@@ -15,9 +15,7 @@ from octbench.registry import discover_methods, get_method
 
 REGISTRY = discover_methods()
 TRAINED = sorted(name for name, cls in REGISTRY.items() if cls.n_views > 0)
-# Presets differ from their parent method only in the default --clinical.
-PRESETS = sorted(name for name, cls in REGISTRY.items() if cls.__bases__[0] in REGISTRY.values())
-DISTINCT = [name for name in TRAINED if name not in PRESETS]
+DISTINCT = TRAINED
 MOMENTUM = sorted(name for name, cls in REGISTRY.items() if cls.momentum is not None)
 
 
@@ -83,10 +81,14 @@ def test_loss_falls_on_one_fixed_batch(name):
     assert last < first, f"{name}: loss {first:.4f} -> {last:.4f}"
 
 
-def test_clinical_presets_are_registered_with_their_labels():
-    assert {"clinical-supcon-bcva", "clinical-supcon-cst", "clinical-supcon-eye",
-            "clinical-supcon-bcva-cst-eye"} <= set(PRESETS)
-    assert build("clinical-supcon-bcva-cst-eye").label_weights == pytest.approx([1 / 3] * 3)
+def test_the_default_benchmark_lists_the_clinical_variants_as_entries():
+    from octbench.benchmark import find_entry, load_benchmark
+
+    benchmark = load_benchmark("default")
+    eye = find_entry(benchmark, "clinical-supcon-eye")
+    assert (eye.method, eye.clinical, eye.label) == ("clinical-supcon", "eye", "clinical SupCon (eye)")
+    assert find_entry(benchmark, "clinical-supcon").label == "clinical SupCon (BCVA+CST)"
+    assert "clinical-supcon-eye" not in REGISTRY  # an alias, not a method of its own
 
 
 def test_simclr_term_joins_the_clinical_terms():
@@ -172,3 +174,24 @@ def test_a_file_that_breaks_the_interface_is_refused(tmp_path):
     (tmp_path / "broken.py").write_text(textwrap.dedent(broken))
     with pytest.raises(OctbenchError, match=r"broken\.py does not meet the method interface.*training_loss"):
         discover_methods([str(tmp_path)])
+
+
+@pytest.mark.parametrize("name", ["my_moco", "MyMoco", "moco-", "2moco"])
+def test_a_plugin_name_that_run_names_cannot_hold_is_refused(tmp_path, name):
+    (tmp_path / "plugin.py").write_text(textwrap.dedent(PLUGIN.format(name=name)))
+    with pytest.raises(OctbenchError, match=rf"name {name!r} must be lowercase"):
+        discover_methods([str(tmp_path)])
+
+
+def test_an_option_the_method_does_not_take_is_refused_with_the_list():
+    from octbench.benchmark import MethodEntry
+    from octbench.identity import method_options
+
+    with pytest.raises(OctbenchError, match=r"'clinical-supcon' does not take the option 'temprature' "
+                                            r"\(did you mean 'temperature'\?\); it takes: temperature"):
+        method_options(REGISTRY["clinical-supcon"], MethodEntry("clinical-supcon", options=(("temprature", 0.1),)),
+                       COLUMNS)
+    options = method_options(REGISTRY["clinical-supcon"], MethodEntry("clinical-supcon", options=(("temperature", 1),)),
+                             COLUMNS)
+    backbone, dim = create_backbone("resnet18")
+    assert REGISTRY["clinical-supcon"](backbone, dim, options).temperature == 1.0

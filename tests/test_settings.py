@@ -14,10 +14,10 @@ import octbench.finetune
 import octbench.run
 import octbench.training
 from octbench import BIOMARKERS
-from octbench.benchmark import load_benchmark
+from octbench.benchmark import load_benchmark, with_overrides
 from octbench.cli import main
 from octbench.errors import OctbenchError
-from octbench.run import RunRequest, execute, with_overrides
+from octbench.run import RunRequest, execute
 
 TINY = Path(__file__).parent / "data" / "tiny.toml"
 

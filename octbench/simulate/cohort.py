@@ -116,7 +116,7 @@ def cached_cohort(folder: Path, spec: CohortSpec) -> tuple[Cohort | None, str | 
     if "image" not in table or not np.array_equal(table["image"], np.arange(len(table))) \
             or table.drop(columns=[c for c in BIOMARKERS if c in table]).isna().any().any():
         return None, "table.csv is incomplete"
-    return Cohort(table=table, images=images), None
+    return Cohort(table=table, images=images, source_key=folder.name), None
 
 
 def simulated_cohort(spec: CohortSpec, cache_dir: Path | None = None, workers: int | None = None) -> Cohort:
@@ -143,4 +143,4 @@ def simulated_cohort(spec: CohortSpec, cache_dir: Path | None = None, workers: i
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(partial, folder)
     table = pd.read_csv(folder / "table.csv")
-    return Cohort(table=table, images=np.load(folder / "images.npy", mmap_mode="r"))
+    return Cohort(table=table, images=np.load(folder / "images.npy", mmap_mode="r"), source_key=folder.name)

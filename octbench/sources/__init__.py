@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from octbench.benchmark import CohortSpec
+from octbench import BIOMARKERS
+from octbench.benchmark import Benchmark, CohortSpec
+from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
 
 
@@ -43,3 +45,29 @@ def source_cohort(spec: CohortSpec, cache_dir: Path):
     from octbench.images import cohort_with_images
 
     return cohort_with_images(cohort_table(spec), spec.image_size, Path(cache_dir) / "images")
+
+
+def load_cohort(benchmark: Benchmark, cache_dir: Path | None) -> Cohort:
+    """The benchmark's cohort, from its source: simulated, or read from files (olives, table, folder)."""
+    if benchmark.cohort.source == "simulated":
+        from octbench.simulate.cohort import simulated_cohort
+
+        return simulated_cohort(benchmark.cohort, cache_dir)
+    from octbench.simulate.cohort import default_cache_dir
+
+    cohort = source_cohort(benchmark.cohort, cache_dir or default_cache_dir())
+    # Probes, metrics and leaderboards score the six canonical biomarkers; a cohort with other
+    # labels (an image folder's classes) can be read and cached but not yet evaluated.
+    missing = [b for b in BIOMARKERS if b not in cohort.table.columns]
+    if missing:
+        raise OctbenchError(f"{benchmark.path}: the cohort lacks biomarker columns {', '.join(missing)}; octbench "
+                            f"evaluates the six canonical biomarkers ({', '.join(BIOMARKERS)}): map them with "
+                            "[cohort] columns / labels")
+    test = cohort.part("test")
+    counted = cohort.counted_test_rows(test)
+    for j, biomarker in enumerate(BIOMARKERS):  # checked now, before any training, not after
+        if test.loc[counted[:, j], biomarker].nunique() < 2:
+            raise OctbenchError(f"biomarker {biomarker} has a single class among the {int(counted[:, j].sum())} "
+                                "test B-scans that count for it: its AUROC is undefined; use a larger --limit "
+                                "or check its balanced test set")
+    return cohort
