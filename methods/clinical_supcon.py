@@ -5,6 +5,8 @@ by --clinical) are positives; the loss is the weighted sum of one SupCon term pe
 plus SimCLR's instance term when `simclr` is named (`--clinical cst,simclr=0.5`).
 """
 
+import math
+
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
@@ -35,6 +37,11 @@ class ClinicalSupCon(Method):
         self.label_weights = [w for column, w in options.clinical if column != INSTANCE_TERM]
         self.instance_weight = sum(w for column, w in options.clinical if column == INSTANCE_TERM)
         self.instance_loss = NTXentLoss(temperature=self.temperature, gather_distributed=True)
+
+    def trivial_loss(self, batch_size: int) -> float:
+        # Every term (SupCon per label, NT-Xent) is a log-softmax over the other 2B - 1 views; with
+        # no view told apart from another each is ln(2B - 1), and the weights sum to 1.
+        return math.log(2 * batch_size - 1)
 
     def training_loss(self, views, batch) -> torch.Tensor:
         projections = [self.projection_head(self.backbone(v)) for v in views]

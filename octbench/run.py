@@ -202,7 +202,9 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
     entry = request.resolved_entry()
     metrics = {"run_id": identity.name, "method": method_cls.name, "label": entry.display(),
                "benchmark": benchmark.name, "seed": request.seed, "label_fraction": request.label_fraction,
-               **identity.metrics_fields(), **metrics, "timing": {k: round(v, 2) for k, v in timing.items()}}
+               **identity.metrics_fields(), **metrics,
+               "trivial_loss": method.trivial_loss(benchmark.pretrain.batch_size) if method_cls.n_views else None,
+               "timing": {k: round(v, 2) for k, v in timing.items()}}
     config = {
         "run_id": identity.name, "method": method_cls.name, "method_paper": method_cls.paper, "key": identity.key,
         "entry": dataclasses.asdict(entry),
