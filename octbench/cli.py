@@ -20,6 +20,7 @@ octbench: which pretraining gives the best OCT biomarker detector?
   octbench run --method clinical-supcon     pretrain, probe and record one run
   octbench prepare --benchmark olives       read a cohort's tables and decode its images into the cache
   octbench synth --labels TABLES --out DIR  render simulated B-scans under the OLIVES label tables
+  octbench export --out DIR                 write the default cohort as PNG files and cohort.csv
   octbench compare                          run every missing cell of a benchmark, then report
   octbench report                           rebuild leaderboards and figures from existing runs
   octbench list                             methods and benchmarks
@@ -158,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_cohort_options(compare)
     add_compute_options(compare)
 
+    export = commands.add_parser(
+        "export", help="write a benchmark's cohort as PNG files and cohort.csv, for other tools",
+        description="Write every B-scan of the benchmark's cohort as an 8-bit PNG and DIR/cohort.csv (path, "
+                    "patient, eye, visit, slice, BCVA, CST, the six biomarkers, split, in_pool, labelled). "
+                    "octbench's table source reads it back: [cohort] source = \"table\", table = \"DIR/cohort.csv\", "
+                    "image_root = \"DIR\".")
+    export.add_argument("--benchmark", default="default", help="benchmark name or .toml path (default: default)")
+    export.add_argument("--out", type=Path, required=True, help="folder to create (it must not exist)")
+    export.add_argument("--cache-dir", type=Path, help="where cohorts are cached")
+    export.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     report = commands.add_parser("report", help="rebuild leaderboards and figures from existing runs",
                                  description="Aggregate every complete run record of a benchmark into "
                                              "results/<benchmark>/ without training anything.")
@@ -294,6 +306,14 @@ def command_prepare(args) -> None:
         print(f"leakage: {problem}")
 
 
+def command_export(args) -> None:
+    from octbench.benchmark import load_benchmark
+    from octbench.export import export_cohort
+
+    written = export_cohort(load_benchmark(args.benchmark), args.out, args.cache_dir, progress=not args.no_progress)
+    print(f"wrote {written} B-scans and {args.out / 'cohort.csv'}")
+
+
 def command_synth(args) -> None:
     from octbench.synth import synthesise
 
@@ -332,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
     commands = {"run": command_run, "compare": command_compare, "report": command_report, "list": command_list,
-                "prepare": command_prepare, "synth": command_synth}
+                "prepare": command_prepare, "synth": command_synth, "export": command_export}
     try:
         with stop_on_signals():
             commands[args.command](args)
