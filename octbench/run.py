@@ -20,8 +20,9 @@ from octbench.benchmark import Benchmark, MethodEntry, check_benchmark
 from octbench.checks import check_run_data
 from octbench.clinical import clinical_class_matrix
 from octbench.cohort import Cohort
+from octbench.collapse import training_health
 from octbench.errors import NotRankZero, OctbenchError
-from octbench.evaluate import evaluate
+from octbench.evaluate import evaluate, extract_features
 from octbench.identity import RunIdentity, method_options, resolve_entry, run_identity
 from octbench.locks import exclusive, launched_as_rank_zero
 from octbench.method import Method, MethodOptions
@@ -197,6 +198,10 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
             raise NotRankZero()  # the other DDP processes end here: rank 0 evaluates and writes the record
     timing["pretrain_s"] = time.perf_counter() - start
     metrics, predictions, eval_timing = evaluate(method, cohort, benchmark, request.seed, train_rows, work)
+    if method_cls.n_views > 0:  # did pretraining learn anything? (octbench/collapse.py)
+        log = pd.read_csv(work / "pretrain_log.csv") if (work / "pretrain_log.csv").exists() else None
+        val_features = extract_features(method, cohort.images_of(cohort.part("val")))
+        metrics["health"] = training_health(val_features, log, method.trivial_loss(benchmark.pretrain.batch_size))
     timing.update(eval_timing)
     timing["total_s"] = time.perf_counter() - started
     entry = request.resolved_entry()

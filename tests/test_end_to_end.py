@@ -1,6 +1,7 @@
 """A tiny run through the whole flow, and the run record's contract."""
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,9 @@ def test_run_record_schema(tiny_run):
     assert set(METRICS_KEYS) <= set(metrics)
     assert metrics["method"] == "clinical-supcon" and metrics["benchmark"] == "tiny" and metrics["seed"] == 0
     assert set(metrics["auroc"]) == set(BIOMARKERS) == set(metrics["auroc_ci"])
+    health = metrics["health"]  # did pretraining learn anything: recorded for every trained method
+    assert health["feature_dim"] == 512 and health["effective_rank"] > 1 and isinstance(health["collapsed"], bool)
+    assert health["trivial_loss"] == pytest.approx(math.log(2 * 16 - 1))
     for lo, hi in metrics["auroc_ci"].values():
         assert 0 <= lo <= hi <= 1
     config = json.loads((run_dir / "config.json").read_text())
