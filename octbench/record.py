@@ -86,6 +86,8 @@ def write_run_record(partial: Path, config: dict, metrics: dict, predictions: pd
         raise ValueError(f"metrics lack {missing}")
     partial.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(partial / "checkpoints", ignore_errors=True)  # kept for resuming until now; not part of a record
+    for snapshot in partial.glob("budget-step*"):  # probed and deleted by octbench/budget.py; never recorded
+        snapshot.unlink()
     write_json(partial / "config.json", config)
     predictions[PREDICTION_COLUMNS].to_csv(partial / "predictions.csv", index=False)
     torch.save(backbone.state_dict(), partial / BACKBONE_FILE)

@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 from octbench import BIOMARKERS
 from octbench.backbone import create_backbone
 from octbench.benchmark import Benchmark, MethodEntry, check_benchmark
+from octbench.budget import BudgetSnapshots, budget_curve
 from octbench.checks import check_run_data
 from octbench.clinical import clinical_class_matrix
 from octbench.cohort import Cohort
@@ -193,11 +194,17 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
         shutil.copy(donor / "pretrain_log.csv", work / "pretrain_log.csv")
     elif method_cls.n_views > 0:
         data = pretraining_data(cohort, method_cls, options, train_rows)
-        processes = pretrain(method, data, benchmark.pretrain, request.seed, work, request.progress, request.compute)
+        processes = pretrain(method, data, benchmark.pretrain, request.seed, work, request.progress, request.compute,
+                             callbacks=[BudgetSnapshots(work, benchmark.pretrain.steps)])
         if processes is None:
             raise NotRankZero()  # the other DDP processes end here: rank 0 evaluates and writes the record
     timing["pretrain_s"] = time.perf_counter() - start
     metrics, predictions, eval_timing = evaluate(method, cohort, benchmark, request.seed, train_rows, work)
+    if processes:  # pretrained here: probe it at 1/4 and 1/2 of its schedule too (octbench/budget.py)
+        start = time.perf_counter()
+        linear_metrics = metrics if benchmark.evaluate.protocol == "linear" else None
+        metrics["budget"] = budget_curve(method, cohort, benchmark, request.seed, train_rows, work, linear_metrics)
+        timing["budget_s"] = time.perf_counter() - start
     if method_cls.n_views > 0:  # did pretraining learn anything? (octbench/collapse.py)
         log = pd.read_csv(work / "pretrain_log.csv") if (work / "pretrain_log.csv").exists() else None
         val_features = extract_features(method, cohort.images_of(cohort.part("val")))

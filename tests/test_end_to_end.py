@@ -39,6 +39,8 @@ def test_run_record_schema(tiny_run):
     health = metrics["health"]  # did pretraining learn anything: recorded for every trained method
     assert health["feature_dim"] == 512 and health["effective_rank"] > 1 and isinstance(health["collapsed"], bool)
     assert health["trivial_loss"] == pytest.approx(math.log(2 * 16 - 1))
+    assert [point["step"] for point in metrics["budget"]] == [1, 2]  # 1/4 and 1/2 of 2 steps round to 1
+    assert metrics["budget"][-1]["mean_auroc"] == metrics["mean_auroc"]
     for lo, hi in metrics["auroc_ci"].values():
         assert 0 <= lo <= hi <= 1
     config = json.loads((run_dir / "config.json").read_text())
