@@ -1,0 +1,61 @@
+"""Is the default schedule long enough? Prints each method's mean AUROC at the benchmark's budget and
+at a multiple of it, measured on this machine in one run.
+
+    python benchmarks/convergence.py [--benchmark default] [--factor 4] [--methods simclr clinical-supcon]
+                                     [--seeds 1] [--out results]
+
+A verdict drawn at the default budget holds for a method when the two numbers are within 0.01 (the
+target of the default benchmark); otherwise the method was still improving when its schedule ended.
+Runs are ordinary run records under --out (`octbench report` shows them), so a second call reuses
+them. Each run's budget curve (metrics.json `budget`: 1/4, 1/2 and all of the schedule) is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from octbench.benchmark import load_benchmark, with_overrides
+from octbench.run import RunRequest, execute
+
+TARGET = 0.01
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--benchmark", default="default")
+    parser.add_argument("--factor", type=int, default=4, help="the longer schedule, in multiples of the budget")
+    parser.add_argument("--methods", nargs="+", default=["simclr", "clinical-supcon"],
+                        help="method names or entry aliases of the benchmark")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    args = parser.parse_args()
+    benchmark = load_benchmark(args.benchmark)
+    budget = benchmark.pretrain.steps
+    schedules = {budget: benchmark, args.factor * budget: with_overrides(benchmark, steps=args.factor * budget)}
+    start = time.perf_counter()
+    rows = []
+    for method in args.methods:
+        means = {}
+        for steps, resolved in schedules.items():
+            scores = []
+            for seed in range(args.seeds):
+                folder, metrics, reused = execute(RunRequest(benchmark=resolved, method=method, seed=seed,
+                                                             out=args.out, progress=False))
+                scores.append(metrics["mean_auroc"])
+                curve = ", ".join(f"{p['step']}: {p['mean_auroc']:.3f}" for p in metrics.get("budget", []))
+                print(f"{folder.name}: mean AUROC {metrics['mean_auroc']:.3f}"
+                      f"{' (reused)' if reused else ''}; budget curve {curve}", flush=True)
+            means[steps] = float(np.mean(scores))
+        rows.append((method, means[budget], means[args.factor * budget]))
+    print(f"\n{'method':<28} {budget:>6} steps {args.factor * budget:>6} steps   difference   within {TARGET}")
+    for method, short, long in rows:
+        print(f"{method:<28} {short:12.3f} {long:12.3f}   {long - short:+10.3f}   {abs(long - short) <= TARGET}")
+    print(f"({args.seeds} seed(s) each, {time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
