@@ -23,8 +23,8 @@ def masked_run(method: str, seed: int, n: int = 60) -> RunResult:
             y = int((i * 7 + j) % 5 < 2)
             rows.append({"sample_id": f"s{i:03d}", "patient": i // 4, "biomarker": biomarker, "y_true": y,
                          "y_score": y + rng.normal(0, 1.0)})
-    metrics = {"run_id": f"{method}_resnet18_bench_seed{seed}_lf1.0", "seed": seed, "label_fraction": 1.0,
-               "protocol": "linear"}
+    metrics = {"run_id": f"{method}_resnet18_bench_seed{seed}_lf1.0", "method": method, "seed": seed,
+               "label_fraction": 1.0, "protocol": "linear"}
     return RunResult(Path(f"/runs/{method}-{seed}"), metrics, pd.DataFrame(rows))
 
 
