@@ -4,6 +4,8 @@ Keys come from a momentum encoder, a slowly moving copy of the query encoder, so
 the queue stay consistent with each other.
 """
 
+import math
+
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead
@@ -38,3 +40,7 @@ class MoCoV2(Method):
         with torch.no_grad():
             key = self.key_projection_head(self.key_backbone(views[1]))
         return self.criterion(query, key)
+
+    def trivial_loss(self, batch_size: int) -> float:
+        # Identical queries and keys: the positive among itself and the queue's K keys, all equally similar.
+        return math.log(self.criterion.memory_bank.size[0] + 1)

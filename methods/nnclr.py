@@ -1,6 +1,8 @@
 """NNCLR: the positive of a view is the nearest neighbour of the other view in a support set of
 past embeddings, so that positives differ by more than augmentation."""
 
+import math
+
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import NNCLRPredictionHead, NNCLRProjectionHead, NNMemoryBankModule
@@ -29,3 +31,8 @@ class NNCLR(Method):
         neighbours = [self.memory_bank(projections[0].detach(), update=False),
                       self.memory_bank(projections[1].detach(), update=True)]
         return 0.5 * (self.criterion(neighbours[0], predictions[1]) + self.criterion(neighbours[1], predictions[0]))
+
+    def trivial_loss(self, batch_size: int) -> float:
+        # Each NT-Xent term when neighbours, predictions and every other embedding are one vector:
+        # the positive among 2B - 1 equally similar candidates.
+        return math.log(2 * batch_size - 1)

@@ -1,5 +1,7 @@
 """SimCLR: two augmented views of each image attract, every other image in the batch repels."""
 
+import math
+
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
@@ -23,3 +25,8 @@ class SimCLR(Method):
     def training_loss(self, views, batch) -> torch.Tensor:
         z0, z1 = (self.projection_head(self.backbone(v)) for v in views)
         return self.criterion(z0, z1)
+
+    def trivial_loss(self, batch_size: int) -> float:
+        # NT-Xent with identical embeddings: each of the 2B views sees its positive among 2B - 1
+        # equally similar others.
+        return math.log(2 * batch_size - 1)

@@ -11,17 +11,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from octbench import BIOMARKERS  # noqa: E402
 
-# Colour-bar labels of the clinical values an embedding map is coloured by.
-UNITS = {"CST": "CST (µm)", "BCVA": "BCVA (ETDRS letters)"}
+LINE_STYLES = ("-", "--", "-.", ":")
 
 
 def palette(n: int) -> list:
-    """Distinct colours for n overlaid methods: tab10's are more distinct than tab20's pairs."""
-    return sns.color_palette("tab10" if n <= 10 else "tab20", n)
+    """Distinct colours for n methods in rank order: tab10's ten hues, so that neighbouring ranks
+    never share one (tab20 pairs a light and a dark shade of each). Past ten, colours repeat and
+    `line_styles` tells the rows apart."""
+    colours = sns.color_palette("tab10", 10)
+    return [colours[i % 10] for i in range(n)]
+
+
+def line_styles(n: int) -> list[str]:
+    """Solid for the first ten rows, then dashed, dash-dotted, dotted."""
+    return [LINE_STYLES[(i // 10) % len(LINE_STYLES)] for i in range(n)]
 
 
 def save(fig, path: Path) -> None:
@@ -29,10 +36,11 @@ def save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def auroc_heatmap(table: pd.DataFrame, path: Path) -> None:
-    """Method x biomarker AUROC (full labels), methods ordered by mean AUROC."""
+def auroc_heatmap(table: pd.DataFrame, path: Path, biomarkers: list[str] | None = None) -> None:
+    """Method x biomarker AUROC (full labels), methods in the table's order."""
+    biomarkers = biomarkers or [b for b in BIOMARKERS if b in table.columns]
     part = table[table["label_fraction"] == table["label_fraction"].max()]
-    grid = part.set_index("method")[[*BIOMARKERS, "mean_auroc"]].rename(columns={"mean_auroc": "mean"})
+    grid = part.set_index("method")[[*biomarkers, "mean_auroc"]].rename(columns={"mean_auroc": "mean"})
     fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 3, 0.42 * len(grid) + 1.5))
     sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis", vmin=0.5, vmax=1.0, ax=ax,
                 cbar_kws={"label": "test AUROC (mean over seeds)"})
@@ -42,44 +50,79 @@ def auroc_heatmap(table: pd.DataFrame, path: Path) -> None:
     save(fig, path)
 
 
-def roc_curves(cell_scores: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
-    """ROC per biomarker, methods overlaid; `cell_scores` maps method -> (y_true, y_score) of its first seed."""
-    fig, axes = plt.subplots(2, 3, figsize=(13, 8.5), sharex=True, sharey=True)
-    colours = palette(len(cell_scores))
-    for j, (biomarker, ax) in enumerate(zip(BIOMARKERS, axes.ravel())):
-        for colour, (method, (y_true, y_score)) in zip(colours, cell_scores.items()):
+def roc_curves(cell_scores: dict[str, tuple[np.ndarray, np.ndarray]], biomarkers: list[str], path: Path,
+               title: str) -> None:
+    """ROC per biomarker, methods overlaid in rank order; `cell_scores` maps each method (best first)
+    to (y_true, y_score), (n, biomarkers) arrays with NaN where a B-scan does not count. The legend
+    of each panel gives the AUC of the curve drawn."""
+    cols = min(3, len(biomarkers))
+    rows = int(np.ceil(len(biomarkers) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.3 * cols, 5.5 * rows), sharex=True, sharey=True, squeeze=False)
+    for ax in axes.ravel()[len(biomarkers):]:
+        ax.axis("off")
+    n = len(cell_scores)
+    styles = list(zip(palette(n), line_styles(n)))
+    for j, (biomarker, ax) in enumerate(zip(biomarkers, axes.ravel())):
+        for rank, ((colour, style), (method, (y_true, y_score))) in enumerate(zip(styles, cell_scores.items()), 1):
             scored = ~(np.isnan(y_true[:, j]) | np.isnan(y_score[:, j]))  # NaN: not in this biomarker's test set
             fpr, tpr, _ = roc_curve(y_true[scored, j], y_score[scored, j])
-            ax.plot(fpr, tpr, color=colour, linewidth=1.2, label=method)
-        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
+            auc = roc_auc_score(y_true[scored, j], y_score[scored, j])
+            ax.plot(fpr, tpr, color=colour, linestyle=style, linewidth=1.3, label=f"{rank}. {method}  {auc:.3f}")
+        ax.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=0.7)
         ax.set_title(biomarker)
         ax.set_aspect("equal")
-    for ax in axes[-1]:
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        # Below the diagonal is empty for any method better than chance: the legend goes there.
+        ax.legend(loc="lower right", fontsize=6.5 if n > 10 else 8, frameon=True, framealpha=0.85,
+                  handlelength=2.2, borderaxespad=0.3, labelspacing=0.25, title="rank. method  AUC",
+                  title_fontsize=6.5 if n > 10 else 8)
+    for ax in axes.ravel()[:len(biomarkers)]:
         ax.set_xlabel("false-positive rate")
-    for ax in axes[:, 0]:
         ax.set_ylabel("true-positive rate")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="method")
-    fig.suptitle("Test ROC curves (seed 0 of each method)")
+        ax.tick_params(labelbottom=True, labelleft=True)
+    fig.suptitle(title)
     fig.tight_layout()
     save(fig, path)
 
 
-def loss_curves(logs: dict[str, pd.DataFrame], path: Path) -> None:
-    """Pretraining loss per method (small multiples: losses have different scales)."""
+def final_loss(log: pd.DataFrame) -> float:
+    """Mean training loss over the last 10% of the logged steps (at least one)."""
+    losses = log["train_loss"].to_numpy()
+    return float(losses[-max(1, int(np.ceil(0.1 * len(losses)))):].mean())
+
+
+def at_trivial_level(log: pd.DataFrame, trivial: float | None, tolerance: float = 0.02) -> bool:
+    """Whether the final loss is within 2% of the loss of a network that learned nothing."""
+    return trivial is not None and len(log) > 0 and abs(final_loss(log) - trivial) <= tolerance * abs(trivial)
+
+
+def loss_curves(logs: dict[str, pd.DataFrame], path: Path, trivial: dict[str, float | None] | None = None) -> None:
+    """Pretraining loss per method (small multiples: losses have different scales), with the
+    method's trivial level dashed where it is known; a panel whose final loss is within 2% of that
+    level says so in red."""
+    trivial = trivial or {}
     n = len(logs)
     cols = min(4, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 2.9 * rows), squeeze=False)
     for ax, (method, log) in zip(axes.ravel(), logs.items()):
         log = log.dropna(subset=["train_loss"])
-        ax.plot(log["step"], log["train_loss"], linewidth=1.2)
-        ax.set_title(method, fontsize=9)
+        ax.plot(log["step"], log["train_loss"], linewidth=1.2, color="tab:blue")
+        level = trivial.get(method)
+        if level is not None:
+            ax.axhline(level, color="0.35", linestyle="--", linewidth=1.0, label=f"trivial level {level:.3g}")
+            ax.legend(loc="best", fontsize=7, frameon=False, handlelength=1.8)
+        if at_trivial_level(log, level):
+            ax.set_title(f"{method}: at trivial level", fontsize=9, color="red", fontweight="bold")
+        else:
+            ax.set_title(method, fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    fig.suptitle("Pretraining loss (seed 0)")
+    fig.suptitle("Pretraining loss (first seed of each method); dashed: the loss of a network that learned "
+                 "nothing; red: final loss (last 10% of steps) within 2% of it")
     fig.tight_layout()
     save(fig, path)
 
@@ -93,10 +136,10 @@ def label_efficiency(table: pd.DataFrame, path: Path) -> None:
         table = table[table["method"].isin(curves)]
     fig, ax = plt.subplots(figsize=(8, 5))
     methods = list(dict.fromkeys(table["method"]))  # the leaderboard's order
-    for colour, method in zip(palette(len(methods)), methods):
+    for colour, style, method in zip(palette(len(methods)), line_styles(len(methods)), methods):
         part = table[table["method"] == method].sort_values("label_fraction")
         x = part["label_fraction"] * 100
-        ax.plot(x, part["mean_auroc"], marker="o", color=colour, label=method)
+        ax.plot(x, part["mean_auroc"], marker="o", color=colour, linestyle=style, label=method)
         ax.fill_between(x, part["ci_low"], part["ci_high"], color=colour, alpha=0.15)
     ax.set_xscale("log")
     ticks = sorted(table["label_fraction"].unique() * 100)
@@ -109,24 +152,33 @@ def label_efficiency(table: pd.DataFrame, path: Path) -> None:
     save(fig, path)
 
 
-def embedding_map(points: np.ndarray, colours: pd.DataFrame, method: str, path: Path) -> None:
-    """2-D map of test features, one panel per biomarker or clinical value."""
-    n = colours.shape[1]
-    cols = min(3, n)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    for ax, column in zip(axes.ravel(), colours.columns):
-        values = colours[column].to_numpy()
-        binary = set(np.unique(values)) <= {0, 1}
-        scatter = ax.scatter(points[:, 0], points[:, 1], c=values, s=3, linewidths=0,
-                             cmap="coolwarm" if binary else "viridis")
-        ax.set_title(f"{column}" + (" (red: present)" if binary else ""), fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if not binary:
-            fig.colorbar(scatter, ax=ax, fraction=0.046, label=UNITS.get(column, column))
-    fig.suptitle(f"t-SNE of frozen test features: {method}")
+def embedding_map(maps: dict[str, np.ndarray], biomarker: str, present: np.ndarray, patients: np.ndarray,
+                  path: Path) -> None:
+    """2-D maps (t-SNE) of the same test B-scans under several methods, one column per method: the
+    top row coloured by one biomarker, the bottom row by patient (clusters of one colour there are
+    patients told apart, not disease)."""
+    k = len(maps)
+    fig, axes = plt.subplots(2, k, figsize=(4.6 * k, 9.0), squeeze=False)
+    codes = pd.factorize(pd.Series(patients))[0]
+    n_patients = int(codes.max()) + 1 if len(codes) else 0
+    repeat = ", 20 colours repeating" if n_patients > 20 else ""
+    patient_colours = np.array(sns.color_palette("tab20", 20))[codes % 20]
+    status = np.asarray(present, dtype=float) == 1
+    biomarker_colours = {False: "#4a7ab7", True: "#d6453d"}
+    for column, (method, points) in enumerate(maps.items()):
+        top, bottom = axes[0, column], axes[1, column]
+        for value, name in ((False, "absent"), (True, "present")):  # present drawn last, on top
+            part = status == value
+            top.scatter(points[part, 0], points[part, 1], s=6, linewidths=0, color=biomarker_colours[value],
+                        label=f"{biomarker} {name} ({part.sum()})")
+        bottom.scatter(points[:, 0], points[:, 1], s=6, linewidths=0, c=patient_colours)
+        top.set_title(f"{method}\ncolour: {biomarker}", fontsize=10)
+        bottom.set_title(f"{method}\ncolour: patient ({n_patients} patients{repeat})", fontsize=10)
+        top.legend(loc="best", fontsize=8, markerscale=2.5, frameon=True, framealpha=0.85)
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"t-SNE of frozen test features: the same {len(status)} test B-scans in every panel "
+                 f"(stratified by patient and {biomarker})")
     fig.tight_layout()
     save(fig, path)
