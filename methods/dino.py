@@ -4,8 +4,6 @@ momentum teacher on the other view; self-distillation without labels or negative
 Two global views only (no local multi-crop): 64 px scans leave little room for 96 px-style crops.
 """
 
-import math
-
 import torch
 from lightly.loss import DINOLoss
 from lightly.models.modules import DINOProjectionHead
@@ -14,6 +12,11 @@ from octbench.method import Method, momentum_copy
 
 
 class DINO(Method):
+    """`backbone` is the student: the network the optimiser trains (and `--compile` compiles).
+    `teacher_backbone` is its momentum copy, moved only by EMA. The teacher is the network probed
+    (`encode`), as in the paper, where it gives the better features; `probed_backbone()` names it,
+    for the run record's weights file."""
+
     name = "dino"
     description = "self-distillation from a momentum teacher (ResNet variant, two global views)"
     paper = "Caron et al., Emerging Properties in Self-Supervised Vision Transformers, ICCV 2021"
@@ -29,23 +32,25 @@ class DINO(Method):
             return DINOProjectionHead(feature_dim, 512, 64, 2048, batch_norm=True)
 
         self.student_head = head()
-        self.student_backbone = self.backbone
-        # The teacher is what the paper evaluates, so `backbone` (probed and saved) is the teacher.
-        self.backbone = momentum_copy(self.student_backbone)
+        self.teacher_backbone = momentum_copy(self.backbone)
         self.teacher_head = momentum_copy(self.student_head, blank=head())  # weight norm: no deepcopy
         # Teacher temperature 0.04, student 0.1, centre momentum 0.9 (the paper).
         self.criterion = DINOLoss(output_dim=2048, teacher_temp=0.04, warmup_teacher_temp=0.04,
                                   student_temp=0.1, center_momentum=0.9)
 
     def momentum_pairs(self):
-        return [(self.student_backbone, self.backbone), (self.student_head, self.teacher_head)]
+        return [(self.backbone, self.teacher_backbone), (self.student_head, self.teacher_head)]
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        # The teacher is probed, as in the paper (its EMA of the student evaluates better).
+        return self.teacher_backbone(images)
+
+    def probed_backbone(self) -> torch.nn.Module:
+        """The network `encode` reads, whose weights the run record should hold."""
+        return self.teacher_backbone
 
     def training_loss(self, views, batch) -> torch.Tensor:
         with torch.no_grad():
-            teacher = [self.teacher_head(self.backbone(v)) for v in views]
-        student = [self.student_head(self.student_backbone(v)) for v in views]
+            teacher = [self.teacher_head(self.teacher_backbone(v)) for v in views]
+        student = [self.student_head(self.backbone(v)) for v in views]
         return self.criterion(teacher, student)
-
-    def trivial_loss(self, batch_size: int) -> float:
-        # A uniform student output over the head's dimensions, whatever the teacher's distribution.
-        return math.log(self.criterion.center.shape[-1])

@@ -1,27 +1,38 @@
-"""Probes of frozen features: the protocols that turn a pretrained backbone into AUROCs.
+"""Evaluation: frozen-feature probes, and the metrics of a run from its protocol's scores.
+
+The probes (the protocols of `octbench.protocols` call them on features extracted once per split):
 
     linear      one logistic regression per biomarker (scikit-learn), C chosen on validation
     linear-sgd  the seed paper's protocol: one multi-label linear head trained 25 epochs by SGD,
                 learning rate chosen on validation
     knn         cosine k-nearest neighbours per biomarker, k chosen on validation
 
-Features are extracted once per split. Every hyperparameter is chosen on the validation split; the
-test split is scored once, by the chosen probe, and AUROC is computed from scores, never from
-rounded predictions.
+Every hyperparameter is chosen on the validation split; the test split is scored once, by the
+chosen probe, and AUROC is computed from scores, never from rounded predictions. The one decision
+that needs rounding, the accuracy threshold, is chosen on validation scores too.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
 from octbench import BIOMARKERS
 from octbench.augment import to_normalized_float
+from octbench.benchmark import Benchmark
+from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
+from octbench.method import Method
+from octbench.protocols import PROTOCOLS, ProbeResult
+from octbench.stats import patient_bootstrap_weights, percentile_interval, weighted_auroc
 
 
 @torch.no_grad()
@@ -48,15 +59,15 @@ def check_both_classes(labels: dict[str, np.ndarray]) -> None:
 
 
 def linear_probe(features: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                 c_grid=(0.01, 0.1, 1.0, 10.0), seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Test scores (n_test, n_biomarkers) and, per biomarker, the chosen C and its validation AUROC.
+                 c_grid=(0.01, 0.1, 1.0, 10.0), seed: int = 0) -> ProbeResult:
+    """Per biomarker, the logistic regression whose C gives the best validation AUROC.
 
-    features/labels: dicts with 'train', 'val' and 'test' arrays.
+    features: 'train', 'val' and 'test' arrays; labels: 'train' and 'val' (any others are not read).
     """
-    check_both_classes(labels)
+    check_both_classes({split: labels[split] for split in ("train", "val")})
     scaler = StandardScaler().fit(features["train"])
     x = {split: scaler.transform(f) for split, f in features.items()}
-    scores = np.zeros((len(x["test"]), len(BIOMARKERS)))
+    scores = {split: np.zeros((len(x[split]), len(BIOMARKERS))) for split in ("val", "test")}
     chosen = {}
     for j, biomarker in enumerate(BIOMARKERS):
         best = None
@@ -65,44 +76,48 @@ def linear_probe(features: dict[str, np.ndarray], labels: dict[str, np.ndarray],
             # (a few thousand B-scans, 512 features) and insensitive to ill-conditioned features.
             probe = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, random_state=seed)
             probe.fit(x["train"], labels["train"][:, j])
-            val_auroc = roc_auc_score(labels["val"][:, j], probe.decision_function(x["val"]))
+            val_scores = probe.decision_function(x["val"])
+            val_auroc = roc_auc_score(labels["val"][:, j], val_scores)
             if best is None or val_auroc > best[0]:
-                best = (val_auroc, c, probe)
-        scores[:, j] = best[2].decision_function(x["test"])  # the test split, touched once
+                best = (val_auroc, c, probe, val_scores)
+        scores["val"][:, j] = best[3]
+        scores["test"][:, j] = best[2].decision_function(x["test"])  # the test split, touched once
         chosen[biomarker] = {"C": best[1], "val_auroc": float(best[0])}
-    return scores, chosen
+    return ProbeResult(scores["test"], scores["val"], chosen)
 
 
 def knn_probe(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k_grid=(5, 10, 20, 50),
-              seed: int = 0) -> tuple[np.ndarray, dict]:
+              seed: int = 0) -> ProbeResult:
     """Per biomarker, the distance-weighted share of positive neighbours among the k nearest
     training B-scans (cosine), k chosen on validation."""
-    check_both_classes(labels)
+    check_both_classes({split: labels[split] for split in ("train", "val")})
     x = {split: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12) for split, f in features.items()}
-    scores = np.zeros((len(x["test"]), len(BIOMARKERS)))
+    scores = {split: np.zeros((len(x[split]), len(BIOMARKERS))) for split in ("val", "test")}
     chosen = {}
     for j, biomarker in enumerate(BIOMARKERS):
         best = None
         for k in k_grid:
             knn = KNeighborsClassifier(n_neighbors=min(k, len(x["train"])), weights="distance").fit(
                 x["train"], labels["train"][:, j])
-            val_auroc = roc_auc_score(labels["val"][:, j], knn.predict_proba(x["val"])[:, 1])
+            val_scores = knn.predict_proba(x["val"])[:, 1]
+            val_auroc = roc_auc_score(labels["val"][:, j], val_scores)
             if best is None or val_auroc > best[0]:
-                best = (val_auroc, k, knn)
-        scores[:, j] = best[2].predict_proba(x["test"])[:, 1]
+                best = (val_auroc, k, knn, val_scores)
+        scores["val"][:, j] = best[3]
+        scores["test"][:, j] = best[2].predict_proba(x["test"])[:, 1]
         chosen[biomarker] = {"k": best[1], "val_auroc": float(best[0])}
-    return scores, chosen
+    return ProbeResult(scores["test"], scores["val"], chosen)
 
 
 def sgd_linear_probe(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], lr_grid=(0.1, 0.01, 0.001),
-                     seed: int = 0, epochs: int = 25, batch_size: int = 64) -> tuple[np.ndarray, dict]:
+                     seed: int = 0, epochs: int = 25, batch_size: int = 64) -> ProbeResult:
     """The seed paper's linear protocol: one linear layer for all biomarkers (multi-label BCE),
     25 epochs of SGD with momentum on standardised frozen features; the learning rate is chosen
     by the mean validation AUROC."""
-    check_both_classes(labels)
+    check_both_classes({split: labels[split] for split in ("train", "val")})
     scaler = StandardScaler().fit(features["train"])
     x = {split: torch.from_numpy(scaler.transform(f)).float() for split, f in features.items()}
-    y_train = torch.from_numpy(labels["train"]).float()
+    y_train = torch.tensor(labels["train"], dtype=torch.float32)  # a copy: cohort arrays may be read-only
     best = None
     for lr in lr_grid:
         generator = torch.Generator().manual_seed(seed)
@@ -122,10 +137,97 @@ def sgd_linear_probe(features: dict[str, np.ndarray], labels: dict[str, np.ndarr
         val_auroc = float(np.mean([roc_auc_score(labels["val"][:, j], val_scores[:, j])
                                    for j in range(len(BIOMARKERS))]))
         if best is None or val_auroc > best[0]:
-            best = (val_auroc, lr, head)
+            best = (val_auroc, lr, head, val_scores)
     with torch.no_grad():
         scores = best[2](x["test"]).numpy()
-    return scores, {"head": "multi-label", "lr": best[1], "epochs": epochs, "val_mean_auroc": best[0]}
+    return ProbeResult(scores, best[3], {"head": "multi-label", "lr": best[1], "epochs": epochs,
+                                         "val_mean_auroc": best[0]})
 
 
-PROBES = {"linear": linear_probe, "linear-sgd": sgd_linear_probe, "knn": knn_probe}
+def accuracy_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold (positive at or above it) of the highest accuracy on (y_true, scores).
+
+    Candidates lie halfway between consecutive distinct scores, and half a mean gap below the
+    lowest (all positive) and above the highest (all negative); of tied candidates, the middle one.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(y_true).astype(bool)
+    values = np.unique(scores)
+    gap = (values[-1] - values[0]) / (len(values) - 1) if len(values) > 1 else 1.0
+    edges = np.concatenate([[values[0] - gap], values, [values[-1] + gap]])
+    candidates = (edges[1:] + edges[:-1]) / 2
+    negatives_below = np.searchsorted(np.sort(scores[~positive]), candidates, side="left")
+    positives_at_or_above = positive.sum() - np.searchsorted(np.sort(scores[positive]), candidates, side="left")
+    correct = negatives_below + positives_at_or_above
+    best = np.flatnonzero(correct == correct.max())
+    return float(candidates[best[len(best) // 2]])
+
+
+def metrics_on_validation(y_val: np.ndarray, val_scores: np.ndarray) -> dict:
+    """AUROC per biomarker and its mean on the validation split (what a leaderboard may select on,
+    as it never selects on the test split), and per biomarker the accuracy-maximising threshold."""
+    auroc = {b: float(roc_auc_score(y_val[:, j], val_scores[:, j])) for j, b in enumerate(BIOMARKERS)}
+    return {"val_auroc": auroc, "val_mean_auroc": float(np.mean(list(auroc.values()))),
+            "threshold": {b: accuracy_threshold(y_val[:, j], val_scores[:, j]) for j, b in enumerate(BIOMARKERS)}}
+
+
+def metrics_on_test(y_test: np.ndarray, test_scores: np.ndarray, counted: np.ndarray, thresholds: dict[str, float],
+                 patients: np.ndarray, bootstrap: int, seed: int) -> dict:
+    """AUROC per biomarker, its mean and their patient-bootstrap intervals; accuracy at the
+    validation threshold; average precision. Each biomarker is scored on the test rows that count
+    for it (`counted`, OLIVES: its balanced test set)."""
+    auroc, accuracy, auprc = {}, {}, {}
+    for j, b in enumerate(BIOMARKERS):
+        y, s = y_test[counted[:, j], j], test_scores[counted[:, j], j]
+        auroc[b] = float(roc_auc_score(y, s))
+        accuracy[b] = float(accuracy_score(y, s >= thresholds[b]))
+        auprc[b] = float(average_precision_score(y, s))
+    weights = patient_bootstrap_weights(patients, bootstrap, seed)
+    samples = np.stack([weighted_auroc(y_test[:, j], test_scores[:, j], weights * counted[:, j])
+                        for j in range(len(BIOMARKERS))], axis=1)
+    return {
+        "auroc": auroc,
+        "mean_auroc": float(np.mean(list(auroc.values()))),
+        "auroc_ci": {b: list(percentile_interval(samples[:, j])) for j, b in enumerate(BIOMARKERS)},
+        "mean_auroc_ci": list(percentile_interval(samples.mean(axis=1))),
+        "accuracy": accuracy,
+        "auprc": auprc,
+    }
+
+
+def evaluate(method: Method, cohort: Cohort, benchmark: Benchmark, seed: int,
+             train_rows: pd.DataFrame, work: Path) -> tuple[dict, pd.DataFrame, dict]:
+    """Run the benchmark's protocol on the method; metrics (without run identity), predictions and timings."""
+    rows = {"train": train_rows, "val": cohort.part("val"), "test": cohort.part("test")}
+    images = {split: cohort.images_of(r) for split, r in rows.items()}
+    labels = {split: cohort.biomarkers_of(rows[split]) for split in ("train", "val")}  # never the test's
+    result = PROTOCOLS[benchmark.evaluate.protocol](method, images, labels, benchmark, seed, work)
+    start = time.perf_counter()
+    test = rows["test"]
+    y_true = cohort.biomarkers_of(test)
+    # A cohort without test_<B> columns counts every test row for every biomarker.
+    counted = cohort.counted_test_rows(test)
+    validation = metrics_on_validation(labels["val"], result.val_scores)
+    scores = result.test_scores
+    metrics = {
+        "protocol": benchmark.evaluate.protocol,
+        **metrics_on_test(y_true, scores, counted, validation["threshold"], test["patient"].to_numpy(),
+                       benchmark.evaluate.bootstrap, seed),
+        **validation,
+        "probe": result.chosen,
+        "n_train_scans": len(train_rows),
+        "n_train_patients": int(train_rows["patient"].nunique()),
+        "n_test_scans": len(test),
+        "n_test_patients": int(test["patient"].nunique()),
+    }
+    if not counted.all():
+        metrics["n_test_scans_per_biomarker"] = {b: int(counted[:, j].sum()) for j, b in enumerate(BIOMARKERS)}
+    keep = counted.ravel()  # row-major: scan by scan, biomarkers within a scan
+    predictions = pd.DataFrame({
+        "sample_id": np.repeat(test["sample_id"].to_numpy(), len(BIOMARKERS))[keep],
+        "patient": np.repeat(test["patient"].to_numpy(), len(BIOMARKERS))[keep],
+        "biomarker": np.tile(BIOMARKERS, len(test))[keep],
+        "y_true": y_true.ravel()[keep],
+        "y_score": scores.ravel()[keep],
+    })
+    return metrics, predictions, {**result.timing, "bootstrap_s": time.perf_counter() - start}

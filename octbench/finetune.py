@@ -1,9 +1,10 @@
 """The seed paper's second stage as a protocol: fine-tune the pretrained backbone end to end.
 
 A copy of the pretrained backbone gets a linear multi-label head and is trained with binary
-cross-entropy on the biomarker training labels, through the same Lightning loop and schedule as
-pretraining and with the supervised baseline's label-preserving views. The schedule is fixed (the
-benchmark's pretraining steps); the validation AUROC is recorded, the test split scored once.
+cross-entropy on the biomarker training labels: octbench's supervised baseline, started from the
+pretrained weights, through the same Lightning loop and schedule as pretraining and with that
+baseline's label-preserving views. The schedule is fixed (the benchmark's pretraining steps); the
+validation scores are recorded, the test split scored once.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from torch import nn
 from octbench.benchmark import PretrainSpec
 from octbench.evaluate import check_both_classes, extract_features
 from octbench.method import Method, MethodOptions
-from octbench.registry import get_method
+from octbench.methods.supervised import Supervised
+from octbench.protocols import ProbeResult
 from octbench.training import InMemoryBatches, pretrain
 
 
-def finetune_scores(method: Method, images: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                    spec: PretrainSpec, seed: int, work_dir: Path) -> tuple[np.ndarray, dict]:
-    """Test logits (n_test, n_biomarkers) of the fine-tuned network, and its validation AUROCs."""
-    check_both_classes(labels)
-    tuner = get_method("supervised")(copy.deepcopy(method.backbone), method.feature_dim, MethodOptions())
+def finetune_probe(method: Method, images: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+                   spec: PretrainSpec, seed: int, work_dir: Path) -> ProbeResult:
+    """Logits of the fine-tuned network on val and test, and its validation AUROCs; `method` is not changed."""
+    check_both_classes({split: labels[split] for split in ("train", "val")})
+    tuner = Supervised(copy.deepcopy(method.backbone), method.feature_dim, MethodOptions())
     data = InMemoryBatches(images["train"], np.zeros((len(labels["train"]), 0), dtype=np.int64), labels["train"])
     folder = work_dir / "finetune"
     folder.mkdir(parents=True, exist_ok=True)
@@ -37,5 +39,4 @@ def finetune_scores(method: Method, images: dict[str, np.ndarray], labels: dict[
     network = Method(nn.Sequential(tuner.backbone, tuner.classifier), method.feature_dim, MethodOptions())
     val = extract_features(network, images["val"])
     val_auroc = [float(roc_auc_score(labels["val"][:, j], val[:, j])) for j in range(val.shape[1])]
-    return extract_features(network, images["test"]), {"steps": spec.steps, "val_auroc": val_auroc}
-
+    return ProbeResult(extract_features(network, images["test"]), val, {"steps": spec.steps, "val_auroc": val_auroc})
