@@ -4,6 +4,8 @@ momentum teacher on the other view; self-distillation without labels or negative
 Two global views only (no local multi-crop): 64 px scans leave little room for 96 px-style crops.
 """
 
+import math
+
 import torch
 from lightly.loss import DINOLoss
 from lightly.models.modules import DINOProjectionHead
@@ -54,3 +56,7 @@ class DINO(Method):
             teacher = [self.teacher_head(self.teacher_backbone(v)) for v in views]
         student = [self.student_head(self.backbone(v)) for v in views]
         return self.criterion(teacher, student)
+
+    def trivial_loss(self, batch_size: int) -> float:
+        # A uniform student output over the head's dimensions, whatever the teacher's distribution.
+        return math.log(self.criterion.center.shape[-1])
