@@ -12,7 +12,8 @@ from sklearn.metrics import roc_auc_score
 from octbench import BIOMARKERS
 from octbench.benchmark import load_benchmark
 from octbench.cli import main
-from octbench.run import labelled_train_rows, load_cohort
+from octbench.run import labelled_train_rows
+from octbench.sources import load_cohort
 from octbench.stats import holm_adjust, paired_bootstrap_p, patient_bootstrap_weights, seed_averaged_mean_auroc
 
 TINY = str(Path(__file__).parent / "data" / "tiny.toml")
@@ -81,7 +82,8 @@ def test_leaderboard_aurocs_equal_sklearn_from_the_predictions(compared):
         assert metrics["run_id"] == folder.name
     for row in board.itertuples(index=False):
         runs = [f for f in (out / "runs").iterdir()
-                if f.name.startswith(row.method + "_") and f.name.endswith(f"_lf{row.label_fraction}")]
+                if (m := json.loads((f / "metrics.json").read_text()))["label"] == row.method
+                and m["label_fraction"] == row.label_fraction]
         assert len(runs) == row.seeds == 2
         for biomarker in BIOMARKERS:
             aurocs = []
@@ -95,7 +97,7 @@ def test_leaderboard_aurocs_equal_sklearn_from_the_predictions(compared):
 def test_an_interrupted_compare_reruns_only_the_missing_cell(compared, capsys):
     out, argv = compared
     runs = sorted((out / "runs").iterdir())
-    victim = next(f for f in runs if f.name.startswith("simclr") and "seed1" in f.name and f.name.endswith("1.0"))
+    victim = next(f for f in runs if f.name.startswith("simclr") and "seed1" in f.name and "_lf1.0-" in f.name)
     (victim / "metrics.json").unlink()  # as if killed before its record was complete
     before = {f.name: (f / "metrics.json").stat().st_mtime_ns for f in runs if f != victim}
     capsys.readouterr()
