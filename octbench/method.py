@@ -95,6 +95,11 @@ class Method(nn.Module):
         """Features the evaluator probes: by default the backbone's pooled output."""
         return self.backbone(images)
 
+    def probed_backbone(self) -> nn.Module:
+        """The network `encode` runs, saved as the run record's backbone.pt: by default the trained
+        backbone; a method that probes a momentum copy (DINO's teacher) returns that."""
+        return self.backbone
+
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, target) modules whose targets follow the online weights by EMA."""
         return []

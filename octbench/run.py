@@ -226,7 +226,7 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
         "leakage": leakage, "versions": package_versions(), "git_commit": git_commit(),
         "compute": {**dataclasses.asdict(request.compute), "processes": processes},
     }
-    write_run_record(work, config, metrics, predictions, method.backbone)
+    write_run_record(work, config, metrics, predictions, method.probed_backbone())  # what was probed
     publish(work, final)
     return final, metrics, False
 
