@@ -82,6 +82,20 @@ class RunResult:
         return (self.metrics.get("cohort") or {}).get("fingerprint")
 
     @property
+    def collapsed(self) -> bool:
+        """Its pretraining did not learn (octbench/collapse.py): marked, never ranked best."""
+        return bool((self.metrics.get("health") or {}).get("collapsed"))
+
+    @property
+    def late_gain(self) -> float | None:
+        """Test mean AUROC gained over the last half of the schedule (metrics.json `budget`)."""
+        curve = self.metrics.get("budget") or []
+        if len(curve) < 2:
+            return None
+        half = min(curve[:-1], key=lambda point: abs(point["step"] - curve[-1]["step"] / 2))
+        return float(curve[-1]["mean_auroc"] - half["mean_auroc"])
+
+    @property
     def val_mean_auroc(self) -> float | None:
         """Mean validation AUROC: as recorded, else from the validation AUROC of each biomarker."""
         if self.metrics.get("val_mean_auroc") is not None:
@@ -237,7 +251,10 @@ def summarise(runs: list[RunResult], aurocs: np.ndarray, y_true: np.ndarray, sco
     validation = [run.val_mean_auroc for run in runs]
     row = {"method_name": runs[0].method, "protocol": runs[0].protocol,
            "options": json.dumps(runs[0].options, sort_keys=True), "seeds": seeds,
-           "val_mean_auroc": np.nan if None in validation else float(np.mean(validation))}
+           "val_mean_auroc": np.nan if None in validation else float(np.mean(validation)),
+           "collapsed_seeds": sum(run.collapsed for run in runs)}
+    gains = [run.late_gain for run in runs]
+    row["gain_last_half"] = np.nan if None in gains else float(np.mean(gains))
     for j, biomarker in enumerate(biomarkers):
         row[biomarker] = per_seed["auroc"][:, j].mean()
         row[f"{biomarker}_std"] = spread(per_seed["auroc"][:, j])
@@ -341,7 +358,7 @@ def compare_block(block: pd.DataFrame, samples: dict, floor: float) -> pd.DataFr
     """Each row against the best pretraining row, its matched control and the row ranked just below
     it (within its part: pretraining rows or baselines); Holm within each of the three families."""
     fraction = block["label_fraction"].iloc[0]
-    contenders = block[~block["baseline"]]
+    contenders = block[~block["baseline"] & (block["collapsed_seeds"] < block["seeds"])]  # collapsed: never best
     best = (contenders if len(contenders) else block)["method"].iloc[0]  # ranked on validation
     below = block.groupby("baseline")["method"].shift(-1)
     references = {"best": [best] * len(block), "control": [control_of(row, block) for row in block.itertuples()],
@@ -447,7 +464,11 @@ def header(table: pd.DataFrame, benchmark: str, commits, cohort, protocols) -> l
         f"{CLINICAL_METHOD} with the instance term only (SupCon without clinical labels). `Δ next`: from the "
         "row ranked just below. Differences and two-sided p-values come from the same resamples, "
         "Holm-adjusted within each column of a label fraction; `*` marks p < 0.05; `p < x`: no resample "
-        f"crossed zero, and x is the smallest p that {n} resamples can show (after Holm).", ""]
+        f"crossed zero, and x is the smallest p that {n} resamples can show (after Holm).", "",
+        "`gain, last half`: test mean AUROC gained from half to all of the pretraining schedule (each run's "
+        "budget curve, averaged over seeds; — without one): a clear gain means the method was still improving. "
+        "⚠ collapsed: the loss stayed at its trivial level or the embedding collapsed (metrics.json `health`); "
+        "such a row is never chosen as the best.", ""]
 
 
 def cell_text(value: float, std: float, seeds: int, best: float | None) -> str:
@@ -456,16 +477,21 @@ def cell_text(value: float, std: float, seeds: int, best: float | None) -> str:
 
 
 def markdown_rows(part: pd.DataFrame, biomarkers: list[str], best: dict, ranked: bool) -> list[str]:
-    lines = ["| rank | method | seeds | " + " | ".join(biomarkers) + " | mean | 95% CI | Δ best | Δ control | Δ next |",
-             "|---:|---|---:|" + "---:|" * len(biomarkers) + "---:|---|---|---|---|"]
+    lines = ["| rank | method | seeds | " + " | ".join(biomarkers)
+             + " | mean | 95% CI | Δ best | Δ control | Δ next | gain, last half |",
+             "|---:|---|---:|" + "---:|" * len(biomarkers) + "---:|---|---|---|---|---:|"]
     for row in part.to_dict("records"):
         cells = [cell_text(row[b], row[f"{b}_std"], row["seeds"], best.get(b)) for b in biomarkers]
         deltas = [format_delta(row[f"delta_{c}"], row[f"p_{c}"], bool(row[f"p_{c}_bound"])) for c, _ in COMPARISONS]
         seeds = f"{row['seeds']}" + (" †" if row["seeds"] == 1 else "")
-        lines.append(f"| {row['rank'] if ranked else ''} | {row['method'].replace('|', '/')} | {seeds} | "
+        name = row["method"].replace("|", "/")
+        if row.get("collapsed_seeds"):
+            name += f" ⚠ collapsed ({row['collapsed_seeds']}/{row['seeds']} seeds)"
+        gain = "—" if pd.isna(row.get("gain_last_half", np.nan)) else f"{row['gain_last_half']:+.3f}"
+        lines.append(f"| {row['rank'] if ranked else ''} | {name} | {seeds} | "
                      + " | ".join(cells)
                      + f" | {cell_text(row['mean_auroc'], row['mean_auroc_std'], row['seeds'], best.get('mean_auroc'))}"
-                     + f" | [{row['ci_low']:.3f}, {row['ci_high']:.3f}] | " + " | ".join(deltas) + " |")
+                     + f" | [{row['ci_low']:.3f}, {row['ci_high']:.3f}] | " + " | ".join(deltas) + f" | {gain} |")
     return lines
 
 

@@ -317,3 +317,18 @@ def test_p_values_print_as_resolved_numbers_or_as_bounds_at_the_floor():
     assert format_delta(0.0104, 0.0042) == "+0.010* (p = 0.0042)"
     assert format_delta(-0.2, 0.003, bound=True) == "-0.200* (p < 0.003)"
     assert format_delta(np.nan, np.nan) == "—"
+
+
+def test_a_collapsed_row_is_marked_and_never_best_and_the_late_gain_is_shown():
+    runs = [synthetic_run("simclr", seed, signal=2.0, val=0.9) for seed in range(2)]
+    runs += [synthetic_run("byol", seed, signal=0.5, val=0.8) for seed in range(2)]
+    for run in runs:
+        run.metrics["budget"] = [{"step": 30, "mean_auroc": 0.6}, {"step": 60, "mean_auroc": 0.7},
+                                 {"step": 120, "mean_auroc": 0.75}]
+    for run in runs[:2]:
+        run.metrics["health"] = {"collapsed": True, "reason": "final loss at its trivial level"}
+    table = leaderboard(runs)
+    assert table.set_index("method").loc["byol", "best_method"] == "byol"  # simclr ranks first but collapsed
+    assert table["gain_last_half"].tolist() == pytest.approx([0.05, 0.05])
+    text = markdown(table, "bench")
+    assert "simclr ⚠ collapsed (2/2 seeds)" in text and "+0.050" in text
