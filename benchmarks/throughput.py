@@ -1,6 +1,8 @@
 """Throughput benchmark: prints each figure measured in one run on this machine, and writes results/perf.md.
 
     python benchmarks/throughput.py [--steps 40] [--encoder results/runs/<run>/backbone.pt]
+    python benchmarks/throughput.py --gpu-only --size 224 --backbones resnet18 resnet50 \
+        --pretrain-like olives --pretrain-steps 300 --out results/perf-gpu.md   (benchmarks/gpu_check.sh)
 
 Figures (ratios are measured in the same run, since shared machines are noisy):
   1. model-only training throughput (random tensors) against end-to-end pretraining over the
@@ -12,13 +14,16 @@ Figures (ratios are measured in the same run, since shared machines are noisy):
      paper's 25-epoch linear protocol (the frozen encoder forwards augmented B-scans every epoch, an
      SGD linear head), on the same encoder and cohort: time and mean test AUROC of each;
   4. peak resident memory of `octbench run --method clinical-supcon` on the default benchmark;
-  5. on a GPU: ResNet-18 and ResNet-50 at 224 px, fp32 against bf16 + channels-last, and a short real
-     pretraining at 224 px (the cohort upsampled) against model-only at the same size.
+  5. on a GPU: each of --backbones at --size px (default ResNet-18 and ResNet-50 at 224), fp32 against
+     bf16 + channels-last, and a short real pretraining at that size (the cohort upsampled) against
+     model-only, with the pretraining settings (backbone, batch, optimiser) of --pretrain-like.
+--gpu-only leaves out figures 1-4.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import platform
 import resource
@@ -209,6 +214,31 @@ def peak_memory_gb(steps: int) -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # kB -> GB
 
 
+def gpu_figures(args, benchmark, pool: np.ndarray, machine: str, report, device: str = "cuda") -> None:
+    """Figure 5: model-only fp32 against bf16 + channels-last per backbone, and a short real pretraining
+    at --size px with --pretrain-like's pretraining settings against model-only at that batch. (The
+    test suite runs it on a CPU, cut down, to check the script before a GPU does.)"""
+    for name in args.backbones:
+        fp32 = model_only_images_per_s(args.size, args.gpu_batch, args.steps, device, bf16=False, channels_last=False,
+                                       backbone=name)
+        fast = model_only_images_per_s(args.size, args.gpu_batch, args.steps, device, bf16=True, channels_last=True,
+                                       backbone=name)
+        report(f"- {name} at {args.size} px, batch {args.gpu_batch}, on {machine}: fp32 {fp32:.0f} views/s, "
+               f"bf16 + channels-last {fast:.0f} views/s ({fast / fp32:.2f}x)")
+    like = load_benchmark(args.pretrain_like)
+    spec = dataclasses.replace(like.pretrain, steps=args.pretrain_steps or like.pretrain.steps)
+    setting = dataclasses.replace(benchmark, backbone=like.backbone, pretrain=spec)
+    model_only = model_only_images_per_s(args.size, spec.batch_size, args.steps, device, bf16=True,
+                                         backbone=like.backbone)
+    images = upsampled(pool, args.size)
+    start = time.perf_counter()
+    steady, _ = end_to_end_images_per_s(setting, images)
+    report(f"- a short real pretraining at {args.size} px ({like.name}'s settings: octbench simclr, {like.backbone}, "
+           f"batch {spec.batch_size}, {spec.optimizer}, {spec.steps} steps, bf16 + channels-last, views on the GPU; "
+           f"{len(images)} simulated B-scans upsampled): {steady:.0f} views/s steady state; model-only "
+           f"{model_only:.0f}; ratio {steady / model_only:.2f}; {time.perf_counter() - start:.0f} s in all")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40, help="steps of each model-only figure and of the memory "
@@ -216,10 +246,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/perf.md"))
     parser.add_argument("--encoder", type=Path, help="backbone.pt of a run for the probe comparison "
                                                     "(default: a random-init ResNet-18)")
+    parser.add_argument("--gpu-only", action="store_true", help="only the GPU figures (5); refused without a GPU")
+    parser.add_argument("--size", type=int, default=224, help="image size of the GPU figures (default 224)")
+    parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"],
+                        help="timm backbones of the GPU model-only figures (default: resnet18 resnet50)")
+    parser.add_argument("--gpu-batch", type=int, default=128, help="batch of the GPU model-only figures (default 128)")
+    parser.add_argument("--pretrain-like", default="default",
+                        help="benchmark whose pretraining settings (backbone, batch, optimiser, lr) the GPU "
+                             "pretraining uses, e.g. olives (default: default)")
+    parser.add_argument("--pretrain-steps", type=int,
+                        help="steps of the GPU pretraining (default: that benchmark's own schedule)")
     args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.gpu_only and device != "cuda":
+        sys.exit("throughput: --gpu-only needs a GPU, and torch sees none")
     benchmark = load_benchmark("default")
     cohort = load_cohort(benchmark, None)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     threads = torch.get_num_threads()
     machine = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or 'CPU'}, " \
                                                                      f"{torch.get_num_threads()} threads"
@@ -231,11 +273,16 @@ def main() -> None:
         print(line, flush=True)
         lines.append(line)
 
+    pool = cohort.images_of(cohort.part("pool"))
+    if args.gpu_only:
+        lines[2] = f"torch {torch.__version__}; `python benchmarks/throughput.py --gpu-only` (benchmarks/gpu_check.sh)."
+        gpu_figures(args, benchmark, pool, machine, report)
+        write(args.out, lines)
+        return
     size, batch = benchmark.cohort.image_size, benchmark.pretrain.batch_size
     # Model-only is measured before and after the end-to-end run and averaged, so that a machine
     # that speeds up or slows down during the measurement does not bias the ratio.
     before = model_only_images_per_s(size, batch, args.steps, device, bf16=device == "cuda")
-    pool = cohort.images_of(cohort.part("pool"))
     steady, whole = end_to_end_images_per_s(benchmark, pool)
     after = model_only_images_per_s(size, batch, args.steps, device, bf16=device == "cuda")
     model_only = (before + after) / 2
@@ -267,19 +314,14 @@ def main() -> None:
            f"{args.steps} steps): {peak:.2f} GB (target <= 3 GB)")
 
     if device == "cuda":
-        for name in ("resnet18", "resnet50"):
-            fp32 = model_only_images_per_s(224, 128, args.steps, device, bf16=False, channels_last=False, backbone=name)
-            fast = model_only_images_per_s(224, 128, args.steps, device, bf16=True, channels_last=True, backbone=name)
-            report(f"- {name} at 224 px on {machine}: fp32 {fp32:.0f} views/s, bf16 + channels-last {fast:.0f} views/s "
-                   f"({fast / fp32:.2f}x)")
-        model_only = model_only_images_per_s(224, batch, args.steps, device, bf16=True)
-        steady, _ = end_to_end_images_per_s(benchmark, upsampled(pool, 224))
-        report(f"- a short real pretraining at 224 px (octbench simclr, batch {batch}, "
-               f"{benchmark.pretrain.steps} steps, bf16 + channels-last): {steady:.0f} views/s steady state; "
-               f"model-only {model_only:.0f}; ratio {steady / model_only:.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"written: {args.out}")
+        gpu_figures(args, benchmark, pool, machine, report)
+    write(args.out, lines)
+
+
+def write(out: Path, lines: list[str]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"written: {out}")
 
 
 if __name__ == "__main__":

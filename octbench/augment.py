@@ -49,6 +49,9 @@ class ViewAugmentation:
     # torchvision's GaussianBlur default, in pixels of a 224 px image, scaled to the actual size:
     # a fixed pixel sigma would wipe out one-pixel lesions (foci) at 64 px that survive at 224.
     blur_sigma_at_224: tuple[float, float] = (0.1, 2.0)
+    # How blur is computed, not what it gives: convolve every image (sigma 0 leaves one unchanged),
+    # as on a GPU, rather than only the drawn ones, as a CPU does by default.
+    blur_every_image: bool = False
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised float (B, 1, H, W) -> one random view of each image, same shape."""
@@ -114,7 +117,7 @@ class ViewAugmentation:
         # One separable kernel per image: fold the images into channels and convolve by groups. A
         # CPU convolves only the images drawn for blurring; a GPU convolves all of them rather than
         # stall until the host learns which were drawn.
-        if x.device.type == "cpu":
+        if x.device.type == "cpu" and not self.blur_every_image:
             chosen = (sigma > 0).nonzero().squeeze(1)
         else:
             chosen = torch.arange(n, device=x.device)

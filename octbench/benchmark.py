@@ -10,11 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as a package before Python 3.11 took it in
+    import tomli as tomllib
 
 from octbench import protocols
 from octbench.errors import OctbenchError, closest
@@ -76,6 +80,18 @@ class EvaluateSpec:
     bootstrap: int = 1000
 
 
+TRACKERS = ("none", "tensorboard", "mlflow", "wandb")  # see octbench/trackers.py
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    """Where a run's curves and results go besides its own record (which is always written, with
+    its CSV loss log). Not part of a run's identity: the same run logged elsewhere is the same run."""
+    logger: str = "none"  # an experiment tracker: tensorboard, mlflow or wandb
+    tracking_uri: str = ""  # mlflow: its store (default: file:<out>/mlruns); a sqlite:/// path works too
+    experiment: str = "octbench"  # mlflow: the experiment; wandb: the project
+
+
 # Method names (and entry aliases): lowercase words joined by hyphens, so run names stay readable.
 METHOD_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 ENTRY_KEYS = ("name", "label", "alias", "clinical", "bins")  # every other key of an entry is a method option
@@ -128,13 +144,15 @@ class Benchmark:
     cohort: CohortSpec = CohortSpec()
     pretrain: PretrainSpec = PretrainSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
+    log: LogSpec = LogSpec()
     path: str = ""
+    overrides: tuple = ()  # the `section.key=value` settings given on the command line, in order
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-SECTIONS = {"cohort": CohortSpec, "pretrain": PretrainSpec, "evaluate": EvaluateSpec}
+SECTIONS = {"cohort": CohortSpec, "pretrain": PretrainSpec, "evaluate": EvaluateSpec, "log": LogSpec}
 
 
 # Field rules: each takes a value as TOML gives it and returns what is allowed when the value breaks
@@ -281,11 +299,18 @@ RULES = {
         "probe_c": probe_grid,
         "bootstrap": whole(100, " (the 95% interval's percentiles need that many resamples)"),
     },
+    LogSpec: {
+        "logger": one_of(TRACKERS),
+        "tracking_uri": text,
+        "experiment": filled_text,
+    },
 }
 
 # A benchmark's name is the folder <out>/<name>/ its reports go to.
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
-RESERVED_NAMES = {"runs": "octbench keeps its run records in <out>/runs/"}
+RESERVED_NAMES = {"runs": "octbench keeps its run records in <out>/runs/",
+                  **{name: f"the {tracker} logger writes to <out>/{name}/" for name, tracker in
+                     (("tensorboard", "tensorboard"), ("mlruns", "mlflow"), ("wandb", "wandb"))}}
 
 
 def check_benchmark_name(name, where: str) -> None:
@@ -323,12 +348,17 @@ def check_values(kind, values: dict, where: str) -> None:
         check_benchmark_name(values["name"], where)
 
 
-def build_section(kind, values: dict, where: str):
+def section_values(kind, values: dict, where: str) -> dict:
+    """Checked values as the dataclass holds them (lists as tuples, method entries built)."""
     check_values(kind, values, where)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     if kind is Benchmark and "methods" in values:
         values["methods"] = tuple(method_entry(v) for v in values["methods"])
-    return kind(**values)
+    return values
+
+
+def build_section(kind, values: dict, where: str):
+    return kind(**section_values(kind, values, where))
 
 
 def find_entry(benchmark: Benchmark, handle: str) -> MethodEntry | None:
@@ -395,10 +425,15 @@ def with_overrides(benchmark: Benchmark, steps: int | None = None, protocol: str
     cohort = {key: value for key, value in cohort.items() if value is not None}
     if cohort:
         benchmark = dataclasses.replace(benchmark, cohort=dataclasses.replace(benchmark.cohort, **cohort))
-    if cohort.get("limit"):  # a cut-down cohort is another benchmark: its runs and tables stay apart
-        benchmark = dataclasses.replace(benchmark, name=f"{benchmark.name}-limit{cohort['limit']}")
+    if cohort.get("limit"):
+        benchmark = limited(benchmark, cohort["limit"])
     if steps is not None:
         benchmark = dataclasses.replace(benchmark, pretrain=dataclasses.replace(benchmark.pretrain, steps=steps))
     if protocol is not None:
         benchmark = dataclasses.replace(benchmark, evaluate=dataclasses.replace(benchmark.evaluate, protocol=protocol))
     return benchmark
+
+
+def limited(benchmark: Benchmark, limit: int) -> Benchmark:
+    """A cut-down cohort is another benchmark: its runs and tables stay apart."""
+    return dataclasses.replace(benchmark, name=f"{benchmark.name}-limit{limit}")

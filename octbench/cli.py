@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from octbench import BIOMARKERS
-from octbench.benchmark import PROTOCOLS
+from octbench.benchmark import PROTOCOLS, TRACKERS
 from octbench.errors import NotRankZero, OctbenchError
 from octbench.signals import Interrupted, stop_on_signals
 
@@ -24,8 +24,10 @@ octbench: which pretraining gives the best OCT biomarker detector?
   octbench compare                          run every missing cell of a benchmark, then report
   octbench report                           rebuild leaderboards and figures from existing runs
   octbench list                             methods and benchmarks
+  octbench show-config --set pretrain.steps=10   the benchmark as resolved, as TOML
+  octbench export-backbone RUN --in-chans 3      a run's backbone for tools that want RGB input
 
-Runs go to results/runs/<run-id>/ (config.json, metrics.json, predictions.csv, backbone.pt);
+Runs go to results/runs/<run-id>/ (config.json, metrics.json, predictions.csv, backbone.pt and .safetensors);
 leaderboards and figures to results/<benchmark>/.
 """
 
@@ -72,10 +74,20 @@ def benchmark_name_or_file(text: str) -> str:
     return text
 
 
+def octbench_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("octbench")
+    except metadata.PackageNotFoundError:  # imported from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="octbench", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and the libraries' own messages")
+    parser.add_argument("--version", action="version", version=f"octbench {octbench_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="pretrain one method, probe it, write its run record",
@@ -108,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true",
                      help="refuse to run when patients or byte-identical images cross splits (default: warn)")
     add_cohort_options(run)
+    add_setting_options(run)
     add_compute_options(run)
 
     prepare = commands.add_parser("prepare", help="read a cohort and decode its images into the cache",
@@ -157,7 +170,27 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--slurm-cpus", type=whole_number(1), default=8,
                          help="--submit slurm: CPUs per process (default 8)")
     add_cohort_options(compare)
+    add_setting_options(compare)
     add_compute_options(compare)
+
+    show = commands.add_parser(
+        "show-config", help="print a benchmark as resolved (with --set overrides), as TOML",
+        description="Print the benchmark with every key resolved (defaults and --set overrides included) as a "
+                    "TOML file; saved, it loads back to the same benchmark.")
+    show.add_argument("--benchmark", default="default", type=benchmark_name_or_file,
+                      help="benchmark name or .toml path (default: default)")
+    show.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                      help="override a benchmark key, as on run and compare (repeatable)")
+
+    weights = commands.add_parser(
+        "export-backbone", help="write a run's backbone for tools that want another number of input channels",
+        description="Write a run's backbone as .safetensors and .pt with a first convolution taking C channels "
+                    "(its one-channel weight repeated over them and divided by C): a gray image repeated over "
+                    "C channels gives the features the run's one-channel model gives the image.")
+    weights.add_argument("run_dir", type=Path, metavar="RUN_FOLDER", help="a run record, results/runs/<run-id>")
+    weights.add_argument("--in-chans", type=whole_number(1), default=3, help="input channels (default 3)")
+    weights.add_argument("--out", type=Path, metavar="FILE",
+                         help="FILE.safetensors and FILE.pt (default: ./<run-id>-in<C>); never replaced")
 
     export = commands.add_parser(
         "export", help="write a benchmark's cohort as PNG files and cohort.csv, for other tools",
@@ -197,6 +230,19 @@ def add_cohort_options(parser: argparse.ArgumentParser) -> None:
                         help="keep at most N rows per table, across patients (a quick check)")
 
 
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """Any benchmark key, and the experiment tracker; they override the benchmark file."""
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any benchmark key, the value read as TOML and checked as in the file: "
+                             "--set pretrain.steps=10, --set cohort.split='{train=0.6,val=0.2,test=0.2}', "
+                             "--set backbone=resnet50 (repeatable; see octbench show-config)")
+    parser.add_argument("--logger", choices=TRACKERS,
+                        help="also log to an experiment tracker: the loss and learning rate per step, then the "
+                             "configuration, metrics and record files (an extra each: pip install "
+                             "'octbench[mlflow]'); written under --out, nothing is uploaded by default")
+    parser.add_argument("--tracking-uri", help="mlflow: the store (default: sqlite:///<out>/mlruns/mlflow.db)")
+
+
 def add_compute_options(parser: argparse.ArgumentParser) -> None:
     """How pretraining runs; the benchmark's global batch and schedule stay as defined."""
     parser.add_argument("--devices", type=whole_number(1), default=1,
@@ -205,18 +251,38 @@ def add_compute_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-nodes", type=whole_number(1), default=1,
                         help="machines, under SLURM or torchrun (default 1)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone (GPU; slow to start)")
+    parser.add_argument("--precision", choices=("auto", "bf16-mixed", "32-true"), default="auto",  # PRECISIONS
+                        help="auto: bf16 mixed precision on a GPU, 32-bit on a CPU; bf16-mixed: the GPU "
+                             "configuration on any device (to test it on a CPU); 32-true: 32-bit")
 
 
-def compute_options(args):
+def compute_options(args, benchmark):
     from octbench.training import Compute
 
     if args.devices < 1 or args.num_nodes < 1:
         raise OctbenchError("--devices and --num-nodes must be at least 1")
-    return Compute(devices=args.devices, num_nodes=args.num_nodes, compile=args.compile)
+    return Compute(devices=args.devices, num_nodes=args.num_nodes, compile=args.compile, precision=args.precision,
+                   log=benchmark.log)
 
 
 def cohort_overrides(args) -> dict:
     return {"tables": args.tables, "image_root": args.image_root, "limit": args.limit}
+
+
+def resolved_benchmark(args):
+    """The benchmark with the command's overrides: its own options (--steps, --protocol, --limit,
+    --tables, --image-root, --logger, --tracking-uri) as the settings they stand for, then --set."""
+    from octbench.benchmark import load_benchmark
+    from octbench.overrides import apply_settings, toml_value
+    from octbench.trackers import check_tracker
+
+    options = [("pretrain.steps", getattr(args, "steps", None)), ("evaluate.protocol", args.protocol),
+               ("cohort.tables", args.tables), ("cohort.image_root", args.image_root), ("cohort.limit", args.limit),
+               ("log.logger", args.logger), ("log.tracking_uri", args.tracking_uri)]
+    settings = [f"{key}={toml_value(value)}" for key, value in options if value is not None]
+    benchmark = apply_settings(load_benchmark(args.benchmark), [*settings, *args.set])
+    check_tracker(benchmark.log)  # a missing extra is named now, not after the cohort is loaded
+    return benchmark
 
 
 def format_result(run_dir: Path, metrics: dict, reused: bool) -> str:
@@ -232,31 +298,29 @@ def format_result(run_dir: Path, metrics: dict, reused: bool) -> str:
 
 
 def command_run(args) -> None:
-    from octbench.benchmark import load_benchmark, with_overrides
     from octbench.run import RunRequest, execute
 
-    benchmark = with_overrides(load_benchmark(args.benchmark), steps=args.steps, protocol=args.protocol,
-                               **cohort_overrides(args))
+    benchmark = resolved_benchmark(args)
     request = RunRequest(benchmark=benchmark, method=args.method, clinical=args.clinical, bins=args.bins,
                          seed=args.seed, out=args.out, force=args.force, methods_dirs=args.methods_dir,
                          cache_dir=args.cache_dir, progress=not args.no_progress,
-                         label_fraction=args.label_fraction, strict=args.strict, compute=compute_options(args))
+                         label_fraction=args.label_fraction, strict=args.strict,
+                         compute=compute_options(args, benchmark))
     run_dir, metrics, reused = execute(request)
     print(format_result(run_dir, metrics, reused))
 
 
 def command_compare(args) -> None:
-    from octbench.benchmark import load_benchmark, with_overrides
     from octbench.compare import run_cells
     from octbench.identity import resolve_entry
     from octbench.report import build_report
 
-    benchmark = with_overrides(load_benchmark(args.benchmark), protocol=args.protocol, **cohort_overrides(args))
+    benchmark = resolved_benchmark(args)
     # --methods names entries by alias (clinical-supcon-eye) or methods by name.
     methods = [resolve_entry(benchmark, handle) for handle in args.methods] if args.methods else list(benchmark.methods)
     if not methods:
         raise OctbenchError(f"benchmark {benchmark.name!r} names no methods; pass --methods")
-    compute = compute_options(args)
+    compute = compute_options(args, benchmark)
     seeds = range(args.seeds or benchmark.seeds)
     if args.submit:
         from octbench.sweep import SlurmOptions, submit_cells
@@ -314,6 +378,22 @@ def command_export(args) -> None:
     print(f"wrote {written} B-scans and {args.out / 'cohort.csv'}")
 
 
+def command_show_config(args) -> None:
+    from octbench.benchmark import check_benchmark, load_benchmark
+    from octbench.overrides import apply_settings, benchmark_toml
+
+    benchmark = apply_settings(load_benchmark(args.benchmark), args.set)
+    check_benchmark(benchmark)
+    print(benchmark_toml(benchmark), end="")
+
+
+def command_export_backbone(args) -> None:
+    from octbench.weights import export_backbone
+
+    for path in export_backbone(args.run_dir, args.in_chans, args.out):
+        print(f"wrote {path}")
+
+
 def command_synth(args) -> None:
     from octbench.synth import synthesise
 
@@ -339,20 +419,41 @@ def command_list(args) -> None:
             print(f"  {'':<{width}}    {handle:<40} {entry.display()}")
 
 
-def quiet_libraries() -> None:
-    """Keep the terminal for octbench's own output: Lightning's banners are noise here."""
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    warnings.filterwarnings("ignore", module="pytorch_lightning")
-    warnings.filterwarnings("ignore", module="lightning_fabric")
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+# Where the libraries' banners come from: Lightning's "GPU available / TPU available / HPU available"
+# lines, its litlogger tip and "`Trainer.fit` stopped" are INFO records of its rank_zero loggers.
+# The levels go on these child loggers: Lightning resets its package logger to INFO on import.
+BANNER_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
+                  "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+CHATTY_LOGGERS = ("pytorch_lightning.loggers.mlflow",)  # "Experiment with name ... not found. Creating it."
+# Warnings about how octbench drives Lightning by design (batches from memory, no worker processes;
+# a resumed run's checkpoint folder, and its mid-epoch checkpoint, which StepBatches resumes exactly)
+# or about Lightning's own internals: nothing a user can act on.
+EXPECTED_WARNINGS = (".*does not have many workers", "Checkpoint directory .* exists and is not empty",
+                     "You're resuming from a checkpoint that ended before the epoch ended",
+                     ".*isinstance\\(treespec, LeafSpec\\)` is deprecated")
+
+
+def quiet_libraries(debug: bool = False) -> None:
+    """Keep the terminal for octbench's own output and the warnings that matter; --debug keeps
+    everything the libraries say."""
+    if debug:
+        return
+    for name in BANNER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its database set-up lines
+    os.environ.setdefault("WANDB_SILENT", "true")  # octbench prints where the run went
+    for message in EXPECTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_libraries()
+    quiet_libraries(args.debug)
     commands = {"run": command_run, "compare": command_compare, "report": command_report, "list": command_list,
-                "prepare": command_prepare, "synth": command_synth, "export": command_export}
+                "prepare": command_prepare, "synth": command_synth, "export": command_export,
+                "show-config": command_show_config, "export-backbone": command_export_backbone}
     try:
         with stop_on_signals():
             commands[args.command](args)

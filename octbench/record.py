@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from safetensors.torch import save_file
 
 from octbench.errors import OctbenchError
 
@@ -25,6 +26,8 @@ METRICS_KEYS = ("run_id", "method", "benchmark", "seed", "label_fraction", "prot
                 "auroc", "mean_auroc", "auroc_ci", "timing")
 PREDICTION_COLUMNS = ["sample_id", "patient", "biomarker", "y_true", "y_score"]
 BACKBONE_FILE = "backbone.pt"
+# The same weights for tools that load safetensors (timm, Hugging Face): no pickle at all.
+SAFETENSORS_FILE = "backbone.safetensors"
 
 
 def package_versions() -> dict[str, str]:
@@ -91,7 +94,16 @@ def write_run_record(partial: Path, config: dict, metrics: dict, predictions: pd
     write_json(partial / "config.json", config)
     predictions[PREDICTION_COLUMNS].to_csv(partial / "predictions.csv", index=False)
     torch.save(backbone.state_dict(), partial / BACKBONE_FILE)
+    save_safetensors(backbone.state_dict(), partial / SAFETENSORS_FILE,
+                     {"timm_model": str(config.get("benchmark", {}).get("backbone", "")), "in_chans": "1",
+                      "run_id": str(config.get("run_id", ""))})
     write_json(partial / "metrics.json", metrics)
+
+
+def save_safetensors(state_dict: dict, path: Path, metadata: dict[str, str]) -> None:
+    """A state dict as safetensors: every tensor contiguous in memory (a channels-last training
+    leaves the convolutions strided), with string metadata saying what model it loads into."""
+    save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(path), metadata=metadata)
 
 
 class DamagedRecord(OctbenchError):

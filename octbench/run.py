@@ -42,6 +42,7 @@ from octbench.record import (
 from octbench.registry import get_method
 from octbench.sources import load_cohort
 from octbench.splits import leakage_problems, leakage_report
+from octbench.trackers import log_run
 from octbench.training import CHECKPOINT_DIR, Compute, InMemoryBatches, pretrain
 
 
@@ -218,7 +219,8 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
                "trivial_loss": method.trivial_loss(benchmark.pretrain.batch_size) if method_cls.n_views else None,
                "timing": {k: round(v, 2) for k, v in timing.items()}}
     config = {
-        "run_id": identity.name, "method": method_cls.name, "method_paper": method_cls.paper, "key": identity.key,
+        "run_id": identity.name, "octbench_version": package_versions()["octbench"], "method": method_cls.name,
+        "method_paper": method_cls.paper, "key": identity.key,
         "entry": dataclasses.asdict(entry),
         "clinical": [list(pair) for pair in options.clinical], "bins": options.bins, "seed": request.seed,
         "label_fraction": request.label_fraction, "pretraining_reused_from": donor and donor.name,
@@ -228,6 +230,7 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
     }
     write_run_record(work, config, metrics, predictions, method.probed_backbone())  # what was probed
     publish(work, final)
+    log_run(request, metrics, config, final)  # to the experiment tracker, if one is chosen (octbench/trackers.py)
     return final, metrics, False
 
 

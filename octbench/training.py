@@ -7,6 +7,7 @@ whole batch at once.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -20,13 +21,14 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from octbench.augment import to_normalized_float
-from octbench.benchmark import PretrainSpec
+from octbench import trackers
+from octbench.augment import ViewAugmentation, to_normalized_float
+from octbench.benchmark import LogSpec, PretrainSpec
 from octbench.errors import OctbenchError
 from octbench.method import Method
 from octbench.signals import STOP_SIGNALS, Interrupted
@@ -95,15 +97,28 @@ def batch_loader(dataset: InMemoryBatches, batch_size: int, seed: int, total_ste
     return DataLoader(dataset, sampler=sampler, batch_size=None, pin_memory=torch.cuda.is_available())
 
 
+PRECISIONS = ("auto", "bf16-mixed", "32-true")
+
+
 @dataclass(frozen=True)
 class Compute:
-    """Where pretraining runs; none of it changes what a run computes, only how fast.
+    """Where pretraining runs and where it is logged; none of it changes what a run is, only how
+    fast it is made and who else sees it.
 
     devices x num_nodes processes share the benchmark's global batch (Lightning's DDP, started by
-    `octbench run` itself, by torchrun or by SLURM's srun). compile: torch.compile the backbone."""
+    `octbench run` itself, by torchrun or by SLURM's srun). compile: torch.compile the backbone.
+    precision: "auto" is the GPU configuration on a GPU (bf16 mixed precision, every image blurred
+    without a host sync, non-deterministic kernels) and 32-bit, deterministic, on a CPU;
+    "bf16-mixed" forces the GPU configuration on any device (so a CPU can test it), "32-true" forces
+    32-bit. log: the experiment tracker (the benchmark's [log] section, as the command resolved it)."""
     devices: int = 1
     num_nodes: int = 1
     compile: bool = False
+    precision: str = "auto"
+    log: LogSpec = LogSpec()
+
+    def gpu_configuration(self) -> bool:
+        return self.precision == "bf16-mixed" or (self.precision == "auto" and torch.cuda.is_available())
 
 
 ONE_PROCESS = Compute()
@@ -117,11 +132,14 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 
 class Pretraining(pl.LightningModule):
-    def __init__(self, method: Method, spec: PretrainSpec, dataset: InMemoryBatches, seed: int, start_step: int):
+    def __init__(self, method: Method, spec: PretrainSpec, dataset: InMemoryBatches, seed: int, start_step: int,
+                 blur_every_image: bool = False):
         super().__init__()
         self.method = method
         self.spec = spec
         self.augmentation = method.augmentation
+        if blur_every_image and isinstance(self.augmentation, ViewAugmentation):  # as on a GPU
+            self.augmentation = dataclasses.replace(self.augmentation, blur_every_image=True)
         self.dataset, self.seed, self.start_step = dataset, seed, start_step
 
     def train_dataloader(self) -> DataLoader:
@@ -229,6 +247,16 @@ class CheckpointOnSignal(pl.Callback):
 CHECKPOINT_DIR = "checkpoints"
 
 
+class LossLog(CSVLogger):
+    """pretrain_log.csv: the loss curve only. The learning rate goes to an experiment tracker,
+    when there is one, and not into this file."""
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("lr-")}
+        if metrics:
+            super().log_metrics(metrics, step)
+
+
 def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed: int, work_dir: Path,
              progress: bool = True, compute: Compute = ONE_PROCESS, callbacks=()) -> int | None:
     """Train `method` in place for `spec.steps` steps; the loss curve goes to work_dir/pretrain_log.csv.
@@ -243,7 +271,8 @@ def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed:
     if compute.compile:
         method.backbone.compile()  # in place: the state dict keeps its keys
     resume, start = last_checkpoint(work_dir)
-    module = Pretraining(method, spec, dataset, seed, start)
+    gpu_configuration = compute.gpu_configuration()
+    module = Pretraining(method, spec, dataset, seed, start, blur_every_image=gpu_configuration)
     earlier_log = work_dir / "pretrain_log.partial.csv"
     # The logger starts a new file: the rows logged before the stop are kept apart and joined at the
     # end. They are in metrics.csv, or in pretrain_log.csv if pretraining had ended (stopped while
@@ -253,21 +282,22 @@ def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed:
         logged[0].replace(earlier_log)
     elif not resume:
         earlier_log.unlink(missing_ok=True)  # from an attempt whose checkpoint was unusable
-    on_gpu = torch.cuda.is_available()
     log_every = max(1, min(5, spec.steps // 20))
     distributed = compute.devices * compute.num_nodes > 1
     stopper = CheckpointOnSignal(work_dir / CHECKPOINT_DIR / "last.ckpt")
     checkpoints = ModelCheckpoint(dirpath=work_dir / CHECKPOINT_DIR, filename="last", save_top_k=0,
                                   save_last=True, every_n_train_steps=max(1, min(100, spec.steps // 10)))
+    tracked = trackers.pretraining_loggers(compute.log, work_dir)  # none unless --logger names one
+    monitors = [LearningRateMonitor(logging_interval="step")] if tracked else []
     trainer = pl.Trainer(
         max_steps=spec.steps, max_epochs=-1, accelerator="auto", devices=compute.devices,
         num_nodes=compute.num_nodes, strategy="ddp" if distributed else "auto",
         sync_batchnorm=spec.sync_batchnorm and distributed, use_distributed_sampler=False,  # StepBatches slices
-        precision="bf16-mixed" if on_gpu else "32-true",
-        deterministic=not on_gpu,  # bit-identical CPU runs; GPU keeps its fast kernels
-        logger=CSVLogger(str(work_dir), name="", version=""), log_every_n_steps=log_every,
-        callbacks=[checkpoints, stopper, *callbacks], enable_model_summary=False, enable_progress_bar=progress,
-        default_root_dir=str(work_dir))
+        precision="bf16-mixed" if gpu_configuration else "32-true",
+        deterministic=not gpu_configuration,  # bit-identical CPU runs; GPU keeps its fast kernels
+        logger=[LossLog(str(work_dir), name="", version=""), *tracked], log_every_n_steps=log_every,
+        callbacks=[checkpoints, stopper, *monitors, *callbacks], enable_model_summary=False,
+        enable_progress_bar=progress, default_root_dir=str(work_dir))
     with stopper.installed():
         try:
             trainer.fit(module, ckpt_path=resume, weights_only=True)  # a checkpoint never runs code

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import timm
 import torch
+from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
 from octbench import BIOMARKERS
@@ -30,8 +31,8 @@ def tiny_run(tmp_path_factory):
 
 def test_run_record_schema(tiny_run):
     run_dir, _ = tiny_run
-    assert sorted(p.name for p in run_dir.iterdir()) == ["backbone.pt", "config.json", "metrics.json",
-                                                        "predictions.csv", "pretrain_log.csv"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["backbone.pt", "backbone.safetensors", "config.json",
+                                                        "metrics.json", "predictions.csv", "pretrain_log.csv"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(METRICS_KEYS) <= set(metrics)
     assert metrics["method"] == "clinical-supcon" and metrics["benchmark"] == "tiny" and metrics["seed"] == 0
@@ -68,6 +69,7 @@ def test_backbone_weights_load_into_the_same_timm_model(tiny_run):
     model = timm.create_model("resnet18", in_chans=1, num_classes=0)
     model.load_state_dict(torch.load(run_dir / "backbone.pt", weights_only=True))
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 512)
+    model.load_state_dict(load_file(run_dir / "backbone.safetensors"))  # the same weights, no pickle
 
 
 def test_finished_run_is_reused_not_rerun(tiny_run, capsys):
