@@ -103,7 +103,7 @@ BAD_KEYS = [
                                          "finetune (did you mean 'linear'?)"),
     ("", "seeds", "0", "tiny.toml: seeds 0 is not a whole number >= 1"),
     ("", "backbone", '""', "tiny.toml: backbone '' is not a non-empty string"),
-    ("", "methods", '"simclr"', "tiny.toml: methods 'simclr' is not a list of non-empty strings"),
+    ("", "methods", '"simclr"', "tiny.toml: methods 'simclr' is not a list of method names or entries"),
 ]
 
 
