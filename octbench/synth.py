@@ -11,7 +11,9 @@ What the renderer needs and the tables lack is derived from the row, determinist
   laterality  from the path's OD/OS folder;
   severity    the edema level of the label model: the mean of the CST and the inverted BCVA
               z-scores (OLIVES pool: CST 308 ± 84 µm, BCVA 79.5 ± 10.5 letters), lowered away from
-              the fovea by the label model's slice falloff.
+              the fovea by the label model's slice falloff;
+  thickness   the retina under the B-scan: CST at the fovea, less the edema thickening that the
+              lower severity away from the fovea takes off (the label model's thickening curve).
 Pool-only rows carry no biomarker labels; they get a draw from the label model's own thresholds
 and noise given that severity (DRT/ME, IRF, IRHRF) and eye-level states seeded by the eye
 (vitreous face, debris, IRHRF propensity), so biomarkers stay tied to CST and BCVA as in
@@ -32,7 +34,7 @@ from PIL import Image
 
 from octbench import BIOMARKERS
 from octbench.errors import OctbenchError
-from octbench.simulate.labels import FOVEAL_SLICE, SLICES_PER_VOLUME, LabelModel
+from octbench.simulate.labels import FOVEAL_SLICE, SLICES_PER_VOLUME, LabelModel, softplus
 from octbench.simulate.render import render_bscan
 from octbench.sources.olives import olives_cohort_table
 
@@ -57,7 +59,10 @@ def render_inputs(table: pd.DataFrame, seed: int) -> pd.DataFrame:
     table["slice"] = np.round(table["slice"] * (SLICES_PER_VOLUME - 1) / last).astype(int)
     distance = np.abs(table["slice"] - FOVEAL_SLICE) / FOVEAL_SLICE
     visit_severity = 0.5 * (table["CST"] - CST_MEAN) / CST_SD + 0.5 * (BCVA_MEAN - table["BCVA"]) / BCVA_SD
-    table["severity"] = (visit_severity - model.slice_falloff * distance**2).round(3)
+    severity = visit_severity - model.slice_falloff * distance**2
+    table["severity"] = severity.round(3)
+    table["thickness"] = (table["CST"] - model.cst_edema_scale
+                          * (softplus(visit_severity.to_numpy()) - softplus(severity.to_numpy()))).round(1)
     table["eye_seed"] = (seed * 1_000_003 + table["eye"]) % (2**31)
     table["scan_seed"] = table["sample_id"].map(stable_int)
     unlabelled = ~table["labelled"]
@@ -78,18 +83,24 @@ def pool_biomarkers(rows: pd.DataFrame, seed: int, m: LabelModel) -> pd.DataFram
     eye_vitreous = dict(zip(eyes, eye_rng.choice(3, size=len(eyes), p=m.vitreous_state_probs)))
     rng = np.random.default_rng([seed, 8])
     n = len(rows)
+    # One draw per row stands for the label model's visit, smooth and per-B-scan noise together.
+    irhrf_sd = np.sqrt(m.irhrf_visit_sd**2 + m.irhrf_noise_sd**2 + m.irhrf_white_sd**2)
+    vd_sd = np.sqrt(m.vd_visit_sd**2 + m.vd_noise_sd**2 + m.vd_white_sd**2)
     edema = rows["severity"].to_numpy()
     state = rows["eye"].map(eye_vitreous).to_numpy()
-    deviate = rng.random(n) < m.vitreous_deviation
-    state = np.where(deviate, (state + rng.integers(1, 3, n)) % 3, state)
+    # Each B-scan departs from its eye's state at that state's rate, towards the states it favours.
+    deviate = rng.random(n) < np.asarray(m.vitreous_deviation)[state]
+    cumulative = np.cumsum(np.asarray(m.vitreous_transition), axis=1)[state]
+    other = (rng.random((n, 1)) > cumulative).sum(axis=1)
+    state = np.where(deviate, other, state)
     return pd.DataFrame({
         "IRHRF": (m.irhrf_edema_weight * edema + rows["eye"].map(eye_irhrf).to_numpy()
-                  + rng.normal(0, m.irhrf_noise_sd, n)) > m.irhrf_threshold,
+                  + rng.normal(0, irhrf_sd, n)) > m.irhrf_threshold,
         "PAVF": state == 1,
         "FAVF": state == 0,
         "IRF": edema + rng.normal(0, m.irf_noise_sd, n) > m.irf_threshold,
         "DRT_ME": edema + rng.normal(0, m.drt_noise_sd, n) > m.drt_threshold,
-        "VD": rows["eye"].map(eye_vd).to_numpy() + rng.normal(0, m.vd_noise_sd, n) > m.vd_threshold,
+        "VD": rows["eye"].map(eye_vd).to_numpy() + rng.normal(0, vd_sd, n) > m.vd_threshold,
     }, index=rows.index).astype(int)
 
 

@@ -64,9 +64,9 @@ def select_scans(labels: pd.DataFrame, spec: CohortSpec) -> pd.DataFrame:
 
 
 def hide_unlabelled(table: pd.DataFrame) -> pd.DataFrame:
-    """Pool-only rows carry clinical labels only, as in OLIVES; the latent severity and the
-    rendering seeds stay hidden."""
-    table = table.drop(columns=["severity", "eye_seed", "scan_seed"])
+    """Pool-only rows carry clinical labels only, as in OLIVES; the latent edema, the B-scan's
+    own thickness and the rendering seeds stay hidden."""
+    table = table.drop(columns=["severity", "thickness", "eye_seed", "scan_seed"])
     table[list(BIOMARKERS)] = table[list(BIOMARKERS)].astype(float).where(table["labelled"])
     return table
 

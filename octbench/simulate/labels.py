@@ -1,13 +1,19 @@
 """The label model of the simulated cohort: patients -> eyes -> visits -> 49 B-scans.
 
 Every number below is calibrated to the real OLIVES label tables (their figures are in
-`shared/olives/README.md` and checked by `tests/test_cohort_calibration.py`), never to a method
-comparison. The structure mirrors OLIVES: most patients contribute one eye, each eye is seen at many
-visits (median ~17), BCVA (letters) and CST (µm) are integers shared by the 49 B-scans of a visit,
-and biomarkers are labelled per B-scan on the first and last visit of each eye.
+`shared/olives/README.md`, measured by `octbench/simulate/calibration.py` and checked by
+`tests/test_cohort_calibration.py`), never to a method comparison. The structure mirrors OLIVES:
+most patients contribute one eye, each eye is seen at many visits (median ~17), BCVA (letters) and
+CST (µm) are integers shared by the 49 B-scans of a visit, and biomarkers are labelled per B-scan
+on the first and last visit of each eye.
 
-A latent edema severity drives CST, BCVA, DRT/ME, IRF and IRHRF together; the vitreous biomarkers
-(PAVF, FAVF) and vitreous debris follow an eye-level state, as they do in OLIVES.
+Edema is local. Each visit has a severity (the eye's baseline, lowered by anti-VEGF treatment over
+the first visits); each B-scan's edema is that severity, lower away from the eye's lesion centre
+(near, not at, the fovea) and with slice-to-slice noise. The retina under a B-scan thickens with
+its own edema, and CST is the mean thickness of the central B-scans (the central 1 mm), so CST
+ranks a biomarker best near the fovea, as in OLIVES. BCVA falls with the central edema. DRT/ME,
+IRF and IRHRF follow the B-scan's edema; the vitreous biomarkers (PAVF, FAVF) and vitreous debris
+follow eye-level states.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import pandas as pd
 
 SLICES_PER_VOLUME = 49
 FOVEAL_SLICE = 24
+CENTRAL_SLICES = 4  # CST: the central 1 mm, +-0.5 mm = +-4 B-scans 0.125 mm apart
 
 
 @dataclass(frozen=True)
@@ -29,55 +36,101 @@ class LabelModel:
     visits_sd: float = 6.0
     visits_min: int = 3
     visits_max: int = 27
-    # Edema severity: eye baseline, treatment response over visits, visit-to-visit noise.
-    response_mean: float = 0.9
-    response_sd: float = 0.5
-    visit_noise_sd: float = 0.35
-    # CST (µm) = healthy thickness + edema thickening (OLIVES pool: mean 308, sd 84, 151-723).
-    cst_healthy_mean: float = 266.0
-    cst_healthy_sd: float = 22.0
-    cst_edema_scale: float = 155.0
-    cst_noise_sd: float = 12.0
-    # BCVA (letters) falls with edema (OLIVES pool: mean 79.5, sd 10.5, 27-98).
-    bcva_healthy: float = 85.7
-    bcva_edema_slope: float = 10.0
-    bcva_eye_sd: float = 3.5
-    bcva_noise_sd: float = 4.0
-    # Per-B-scan edema: eye offset, central slices worse, smooth slice-to-slice noise.
-    slice_falloff: float = 1.1
-    slice_noise_sd: float = 0.86
-    drt_noise_sd: float = 0.3
-    irf_noise_sd: float = 0.75
-    drt_threshold: float = -0.17
-    irf_threshold: float = -0.8
-    # IRHRF: eye propensity plus edema (OLIVES: CST ranks it with AUROC 0.63).
-    irhrf_edema_weight: float = 0.25
-    irhrf_eye_sd: float = 1.0
-    irhrf_noise_sd: float = 0.7
-    irhrf_threshold: float = -0.85
-    # Vitreous: each eye has a dominant state; B-scans deviate in contiguous runs.
-    vitreous_state_probs: tuple = (0.60, 0.32, 0.08)  # FAVF, PAVF, detached
-    vitreous_deviation: float = 0.19
-    # Vitreous debris: eye propensity, weakly seen at visits.
-    vd_eye_sd: float = 1.2
-    vd_noise_sd: float = 0.7
-    vd_threshold: float = 0.78
+    # Visit severity: eye baseline, treatment response over visits, visit-to-visit noise.
+    severity_mean: float = 0.203
+    severity_sd: float = 1.01
+    response_mean: float = 1.09
+    response_sd: float = 0.507
+    visit_noise_sd: float = 0.105
+    # B-scan edema: lower away from the eye's lesion centre (in B-scans from the fovea, drifting a
+    # little from visit to visit), plus slice-to-slice noise: a slow part, which makes the edema of
+    # the periphery differ from the centre's, and a fast part.
+    centre_sd: float = 9.43
+    centre_drift_sd: float = 1.7
+    slice_falloff: float = 1.42
+    slice_noise_sd: float = 0.619
+    slice_noise_width: float = 10.5
+    slice_detail_sd: float = 0.712
+    # Thickness (µm) under a B-scan = the eye's healthy thickness + edema thickening; CST is its
+    # mean over the central B-scans plus measurement noise (OLIVES pool: mean 308, sd 84, 151-723).
+    cst_healthy_mean: float = 238.4
+    cst_healthy_sd: float = 26.4
+    cst_edema_scale: float = 168.0
+    cst_noise_sd: float = 9.95
+    # BCVA (letters) falls with the central edema and, lastingly, with the eye's baseline edema
+    # (OLIVES pool: mean 79.5, sd 10.5, 27-98; most of its spread is between eyes).
+    bcva_healthy: float = 85.6
+    bcva_edema_slope: float = 16.3
+    bcva_chronic_slope: float = 0.53
+    bcva_eye_sd: float = 3.77
+    bcva_noise_sd: float = 2.39
+    # DRT/ME and IRF: the B-scan's edema with their own smooth noise, above a threshold.
+    drt_noise_sd: float = 0.436
+    drt_noise_width: float = 6.25
+    irf_noise_sd: float = 0.915
+    irf_noise_width: float = 2.09
+    drt_threshold: float = -0.302
+    irf_threshold: float = -0.788
+    # IRHRF: eye propensity, more foci as the B-scan swells (a dry retina has only the eye's own
+    # propensity), visit and per-B-scan noise (OLIVES: CST ranks it with AUROC 0.63; neighbouring
+    # B-scans agree on it less than on any other biomarker).
+    irhrf_edema_weight: float = 0.256
+    irhrf_edema_onset: float = -3.0
+    irhrf_slice_falloff: float = 0.0
+    irhrf_eye_sd: float = 0.7
+    irhrf_visit_sd: float = 0.00706
+    irhrf_noise_sd: float = 0.633
+    irhrf_noise_width: float = 2.79
+    irhrf_white_sd: float = 0.523
+    irhrf_threshold: float = -0.006
+    # Vitreous: each eye has a dominant state (FAVF, PAVF, detached); B-scans depart from it in
+    # contiguous runs, at a rate and towards states that depend on it (OLIVES: FAVF eyes keep 85%
+    # of their B-scans and depart mostly to PAVF, PAVF eyes keep 75%).
+    vitreous_state_probs: tuple = (0.60, 0.32, 0.08)
+    vitreous_deviation: tuple = (0.15, 0.25, 0.21)
+    vitreous_transition: tuple = ((0.0, 0.79, 0.21), (0.45, 0.0, 0.55), (0.42, 0.58, 0.0))
+    vitreous_run_width: float = 4.57
+    # Vitreous debris: eye propensity, visit to visit changes, flickering from B-scan to B-scan.
+    vd_eye_sd: float = 0.752
+    vd_visit_sd: float = 0.182
+    vd_noise_sd: float = 0.858
+    vd_noise_width: float = 2.46
+    vd_white_sd: float = 0.441
+    vd_threshold: float = 0.61
 
 
 def smooth_noise(rng: np.random.Generator, n_rows: int, length: int, width: float) -> np.ndarray:
     """Unit-variance noise that changes smoothly along axis 1 (biomarkers drift slice to slice)."""
-    white = rng.standard_normal((n_rows, length + 6 * int(width)))
-    kernel = np.exp(-0.5 * (np.arange(-3 * int(width), 3 * int(width) + 1) / width) ** 2)
-    smooth = np.stack([np.convolve(row, kernel, mode="valid") for row in white])[:, :length]
-    return smooth / np.sqrt((kernel**2).sum())
+    half = int(np.ceil(3 * width))
+    white = rng.standard_normal((n_rows, length + 2 * half))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / width) ** 2)
+    windows = np.lib.stride_tricks.sliding_window_view(white, len(kernel), axis=1)
+    return windows @ kernel / np.sqrt((kernel**2).sum())
+
+
+def softplus(x: np.ndarray, sharpness: float = 1.6) -> np.ndarray:
+    """Edema thickening: zero for a dry retina, linear in severe edema; thickness never falls below
+    healthy."""
+    return np.logaddexp(0.0, sharpness * x) / sharpness
+
+
+def central_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over the central B-scans of each volume (rows): what CST measures."""
+    return values[:, FOVEAL_SLICE - CENTRAL_SLICES:FOVEAL_SLICE + CENTRAL_SLICES + 1].mean(axis=1)
+
+
+def slice_thickness(eye_healthy_um, edema, model: LabelModel = LabelModel()) -> np.ndarray:
+    """Retinal thickness (µm) under a B-scan with this edema, as CST would read it at the fovea."""
+    return eye_healthy_um + model.cst_edema_scale * softplus(edema)
 
 
 def simulate_labels(n_patients: int, seed: int, model: LabelModel = LabelModel()) -> pd.DataFrame:
     """One row per B-scan of every visit of every eye; biomarkers for every row.
 
     Columns: sample_id, patient, eye, laterality, visit, slice, BCVA, CST, the six biomarkers,
-    severity (slice-level edema, used by the renderer), eye_seed, scan_seed, labelled (first or
-    last visit of the eye, the B-scans that carry expert biomarker labels in OLIVES).
+    severity (the B-scan's edema), thickness (µm: the retina under the B-scan, as CST would read
+    it at the fovea), both used by the renderer, eye_seed, scan_seed, labelled (first or last visit
+    of the eye, the B-scans that carry expert biomarker labels in OLIVES).
     """
     m = model
     rng = np.random.default_rng(seed)
@@ -91,10 +144,11 @@ def simulate_labels(n_patients: int, seed: int, model: LabelModel = LabelModel()
     n_visits = np.clip(np.round(rng.normal(m.visits_mean, m.visits_sd, n_eyes)),
                        m.visits_min, m.visits_max).astype(int)
 
-    eye_severity = rng.standard_normal(n_eyes)
+    eye_severity = rng.normal(m.severity_mean, m.severity_sd, n_eyes)
     eye_response = rng.normal(m.response_mean, m.response_sd, n_eyes)
-    eye_cst = rng.normal(m.cst_healthy_mean, m.cst_healthy_sd, n_eyes)
+    eye_healthy = rng.normal(m.cst_healthy_mean, m.cst_healthy_sd, n_eyes)
     eye_bcva = rng.normal(0.0, m.bcva_eye_sd, n_eyes)
+    eye_centre = rng.normal(0.0, m.centre_sd, n_eyes)
     eye_irhrf = rng.normal(0.0, m.irhrf_eye_sd, n_eyes)
     eye_vd = rng.normal(0.0, m.vd_eye_sd, n_eyes)
     # Dominant vitreous states in their exact proportions (then shuffled): the state is eye-level, so
@@ -106,35 +160,47 @@ def simulate_labels(n_patients: int, seed: int, model: LabelModel = LabelModel()
     # Eyes -> visits: anti-VEGF treatment lowers edema over the first visits, with noise.
     visit_eye = np.repeat(np.arange(n_eyes), n_visits)
     visit_index = np.concatenate([np.arange(n) for n in n_visits])
+    n_vis, n_sl = len(visit_eye), SLICES_PER_VOLUME
     treated = 1.0 - np.exp(-visit_index / 3.0)
     severity = (eye_severity[visit_eye] - eye_response[visit_eye] * treated
-                + rng.normal(0.0, m.visit_noise_sd, len(visit_eye)))
-    thickening = np.log1p(np.exp(1.6 * severity)) / 1.6  # softplus: thickness cannot fall below healthy
-    cst = np.round(eye_cst[visit_eye] + m.cst_edema_scale * thickening
-                   + rng.normal(0.0, m.cst_noise_sd, len(visit_eye)))
-    bcva = np.round(m.bcva_healthy - m.bcva_edema_slope * thickening * 1.6 + eye_bcva[visit_eye]
-                    + rng.normal(0.0, m.bcva_noise_sd, len(visit_eye)))
-    bcva = np.clip(bcva, 0, 100)
-    cst = np.clip(cst, 150, 800)
+                + rng.normal(0.0, m.visit_noise_sd, n_vis))
 
-    # Visits -> 49 B-scans.
-    n_vis, n_sl = len(visit_eye), SLICES_PER_VOLUME
-    distance = np.abs(np.arange(n_sl) - FOVEAL_SLICE) / FOVEAL_SLICE
-    edema = (severity[:, None] - m.slice_falloff * distance[None, :] ** 2
-             + m.slice_noise_sd * smooth_noise(rng, n_vis, n_sl, 4.0))
-    drt = edema + m.drt_noise_sd * smooth_noise(rng, n_vis, n_sl, 3.0) > m.drt_threshold
-    irf = edema + m.irf_noise_sd * smooth_noise(rng, n_vis, n_sl, 2.0) > m.irf_threshold
-    irhrf = (m.irhrf_edema_weight * edema + eye_irhrf[visit_eye][:, None]
-             + m.irhrf_noise_sd * smooth_noise(rng, n_vis, n_sl, 3.0)) > m.irhrf_threshold
-    vd = (eye_vd[visit_eye][:, None]
-          + m.vd_noise_sd * smooth_noise(rng, n_vis, n_sl, 4.0)) > m.vd_threshold
+    # Visits -> 49 B-scans: edema is worst at the lesion centre and varies from slice to slice.
+    centre = eye_centre[visit_eye] + rng.normal(0.0, m.centre_drift_sd, n_vis)
+    distance = (np.arange(n_sl)[None, :] - FOVEAL_SLICE - centre[:, None]) / FOVEAL_SLICE
+    edema = (severity[:, None] - m.slice_falloff * distance**2
+             + m.slice_noise_sd * smooth_noise(rng, n_vis, n_sl, m.slice_noise_width)
+             + m.slice_detail_sd * smooth_noise(rng, n_vis, n_sl, 3.0))
+    thickness = slice_thickness(eye_healthy[visit_eye][:, None], edema, m)
+    cst = np.clip(np.round(central_mean(thickness) + rng.normal(0.0, m.cst_noise_sd, n_vis)), 150, 800)
+    bcva = np.round(m.bcva_healthy - m.bcva_edema_slope * softplus(central_mean(edema))
+                    - m.bcva_chronic_slope * eye_severity[visit_eye] + eye_bcva[visit_eye]
+                    + rng.normal(0.0, m.bcva_noise_sd, n_vis))
+    bcva = np.clip(bcva, 0, 100)
+
+    drt = edema + m.drt_noise_sd * smooth_noise(rng, n_vis, n_sl, m.drt_noise_width) > m.drt_threshold
+    irf = edema + m.irf_noise_sd * smooth_noise(rng, n_vis, n_sl, m.irf_noise_width) > m.irf_threshold
+    foveal_distance = np.abs(np.arange(n_sl) - FOVEAL_SLICE)[None, :] / FOVEAL_SLICE
+    irhrf = (m.irhrf_edema_weight * softplus(edema - m.irhrf_edema_onset) + eye_irhrf[visit_eye][:, None]
+             - m.irhrf_slice_falloff * foveal_distance**2
+             + m.irhrf_visit_sd * rng.standard_normal((n_vis, 1))
+             + m.irhrf_noise_sd * smooth_noise(rng, n_vis, n_sl, m.irhrf_noise_width)
+             + m.irhrf_white_sd * rng.standard_normal((n_vis, n_sl))) > m.irhrf_threshold
+    vd = (eye_vd[visit_eye][:, None] + m.vd_visit_sd * rng.standard_normal((n_vis, 1))
+          + m.vd_noise_sd * smooth_noise(rng, n_vis, n_sl, m.vd_noise_width)
+          + m.vd_white_sd * rng.standard_normal((n_vis, n_sl))) > m.vd_threshold
 
     # Vitreous: a contiguous run of B-scans departs from the eye's dominant state.
-    state = np.repeat(eye_vitreous[visit_eye][:, None], n_sl, axis=1)
-    deviation_score = smooth_noise(rng, n_vis, n_sl, 5.0)
-    deviate = deviation_score > np.quantile(deviation_score, 1.0 - m.vitreous_deviation)
-    other = (state + rng.integers(1, 3, size=(n_vis, 1))) % 3
-    state = np.where(deviate, other, state)
+    dominant = eye_vitreous[visit_eye]
+    deviation_score = smooth_noise(rng, n_vis, n_sl, m.vitreous_run_width)
+    deviate = np.zeros((n_vis, n_sl), dtype=bool)
+    other = np.empty(n_vis, dtype=int)
+    for k in range(3):
+        rows = dominant == k
+        if rows.any():
+            deviate[rows] = deviation_score[rows] > np.quantile(deviation_score[rows], 1.0 - m.vitreous_deviation[k])
+            other[rows] = rng.choice(3, size=rows.sum(), p=m.vitreous_transition[k])
+    state = np.where(deviate, other[:, None], dominant[:, None])
 
     first_or_last = np.r_[True, visit_eye[1:] != visit_eye[:-1]] | np.r_[visit_eye[1:] != visit_eye[:-1], True]
     eye_of_row = np.repeat(visit_eye, n_sl)
@@ -158,6 +224,7 @@ def simulate_labels(n_patients: int, seed: int, model: LabelModel = LabelModel()
         "DRT_ME": drt.ravel().astype(int),
         "VD": vd.ravel().astype(int),
         "severity": edema.ravel().round(3),
+        "thickness": thickness.ravel().round(1),
         "eye_seed": (seed * 1_000_003 + eye_of_row) % (2**31),
         "scan_seed": np.arange(n_vis * n_sl),
         "labelled": np.repeat(first_or_last, n_sl),

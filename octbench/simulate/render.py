@@ -5,6 +5,10 @@ enlarged so that a biomarker stays visible at 64 px. Geometry is computed in out
 physical units: the frame is 496 native px (3.87 um each, ~1.9 mm) deep and ~6 mm wide.
 Shapes are drawn with soft (area-coverage) edges in linear intensity, which anti-aliases them
 without rendering at a higher resolution first.
+
+Each B-scan is drawn with its own thickness (the label model's `thickness`: the retina under that
+B-scan, as CST would read it at the fovea), not with its volume's CST, which measures only the
+central 1 mm.
 """
 
 from __future__ import annotations
@@ -40,8 +44,22 @@ LAYER_REFLECTIVITY = np.array([
     1.0,    # RPE / Bruch (brightest band)
 ])
 INL, OPL, ONL = 3, 4, 5
+HEALTHY_CST_UM = 280.0  # above it, the retina is swollen by edema
+INL_SWELLING = 0.4  # share of the swelling in the INL (the rest in the ONL / Henle fibre layer)
 OUTER_UM = np.array([10.0, 20.0, 12.0, 25.0, 10.0, 22.0])  # ELM, myoid, EZ, OS, IZ, RPE
-DISPLAY_BLACK = 0.15  # just above the fourth root of the vitreous signal: shown black
+# Scan-to-scan acquisition nuisance (the ranges draw_nuisance draws from). Real exports differ in
+# where the retina sits (the operator's focus and axial offset), its tilt, the signal strength
+# and the display contrast; without this a probe on 4x4 mean-pooled pixels reads the labels off
+# the overall brightness (a thicker retina, a brighter vitreous) instead of seeing the lesions.
+TOP_FRAC = (0.08, 0.5)  # top of the retina, fraction of the frame height
+TILT_DEGREES = 12.0
+GAIN_LOG_SD = 0.35  # signal strength, log-normal
+CONTRAST = 0.25  # display contrast 1 +- CONTRAST
+DISPLAY_BLACK = (0.13, 0.19)  # display black level, around the fourth root of the vitreous signal
+NOISE_FLOOR = (0.00005, 0.0008)  # detector noise, visible in the vitreous
+# IRHRF: 3-5 foci per scan within this distance (mm) of the fovea.
+HRF_COUNT = (3, 5)
+HRF_SPREAD_MM = 2.5
 
 
 @functools.lru_cache(maxsize=8)
@@ -70,17 +88,21 @@ def eye_anatomy(eye_seed: int) -> dict:
 
 
 def draw_nuisance(rng: np.random.Generator) -> dict:
-    """Scan-level acquisition nuisance, so that labels cannot be read off fixed pixel positions."""
+    """Scan-level acquisition nuisance: where the retina sits in the frame, its tilt, the signal
+    strength and the display's contrast vary from scan to scan, as in real exports, so that labels
+    cannot be read off fixed pixel positions or off the overall brightness."""
     return {
-        "top_frac": rng.uniform(0.2, 0.45),  # top of the retina within the frame
-        "tilt": np.tan(np.radians(rng.uniform(-8.0, 8.0))),
+        "top_frac": rng.uniform(TOP_FRAC[0], TOP_FRAC[1]),  # top of the retina within the frame
+        "tilt": np.tan(np.radians(rng.uniform(-TILT_DEGREES, TILT_DEGREES))),
         "sag_jitter": rng.uniform(0.75, 1.25),
         "fovea_shift": rng.uniform(-0.1, 0.1),  # fraction of the width
-        "gain": rng.uniform(0.7, 1.3),
+        "gain": np.exp(rng.normal(0.0, GAIN_LOG_SD)),  # signal strength
+        "contrast": rng.uniform(1.0 - CONTRAST, 1.0 + CONTRAST),  # display contrast
+        "black": rng.uniform(*DISPLAY_BLACK),  # display black level (fourth-root scale)
         "frames": int(rng.integers(8, 31)),  # averaged frames: speckle ~ Gamma(N, 1/N)
         "depth_falloff": rng.uniform(0.2, 1.0),
         "vignette": rng.uniform(0.0, 0.35),
-        "noise_floor": rng.uniform(0.00005, 0.0008),  # detector noise, visible in the vitreous
+        "noise_floor": np.exp(rng.uniform(np.log(NOISE_FLOOR[0]), np.log(NOISE_FLOOR[1]))),
         # Independent streams, so toggling one biomarker leaves speckle and the others unchanged.
         "seeds": rng.integers(0, 2**63, size=6),
     }
@@ -107,21 +129,28 @@ def scan_geometry(scan: Mapping, size: int, nuisance: dict) -> dict:
     # DRT flattens the pit and thickens the retina around the centre with severity.
     drt = bool(int(scan["DRT_ME"]))
     pit_fraction = 0.2 * (1.0 - 0.85 * drt)
-    parafovea_um = float(scan["CST"]) / (1.0 - pit_fraction)  # proportionally thicker with CST
-    thickness_um = parafovea_um * (1.0 - pit_fraction * pit)
-    thickness_um *= 1.0 - 0.15 * np.clip((rho - 1.0) / 2.5, 0.0, 1.0)
-    if drt:  # leave the foveola at CST so that image and CST stay consistent
+    # The B-scan's own thickness (its edema), which CST reads at the foveal B-scan.
+    parafovea_um = float(scan["thickness"]) / (1.0 - pit_fraction)
+    periphery = 1.0 - 0.15 * np.clip((rho - 1.0) / 2.5, 0.0, 1.0)
+    thickness_um = parafovea_um * (1.0 - pit_fraction * pit) * periphery
+    if drt:  # leave the foveola at the B-scan's thickness, so that image and CST stay consistent
         thickness_um *= 1.0 + (0.15 + 0.35 * severity_level(scan)) * (1.0 - pit)
 
+    # Thickness beyond a healthy retina's is swelling of the INL and the ONL (fluid, dark), not
+    # of the bright inner layers.
+    healthy_um = HEALTHY_CST_UM / 0.8 * (1.0 - 0.2 * pit) * periphery
+    swelling_um = np.clip(thickness_um - healthy_um, 0.0, None)
     # Inner layers taper to zero at the foveola, where the ONL is thickest.
     outer_um = OUTER_UM.sum()
-    inner_um = (thickness_um - outer_um) * 0.62 * (1.0 - np.exp(-((rho / 0.4) ** 2)))
-    onl_um = thickness_um - outer_um - inner_um
+    taper = 1.0 - np.exp(-((rho / 0.4) ** 2))
+    inner_um = (thickness_um - swelling_um - outer_um) * 0.62 * taper
+    onl_um = thickness_um - outer_um - inner_um - INL_SWELLING * taper * swelling_um
     nasal = u if scan["laterality"] == "OD" else -u  # RNFL thicker nasally: mirror for OS
     weights = np.repeat(eye["inner_weights"][:, None], size, axis=1)
     weights[0] *= (1.0 + eye["rnfl_nasal_gain"] * np.clip(nasal / 3.0, -0.6, 1.0)) * np.clip(
         rho / 1.5, 0.1, 1.0)
     inner_layers_um = inner_um * weights / weights.sum(axis=0)
+    inner_layers_um[INL] += INL_SWELLING * taper * swelling_um
     outer_layers_um = np.repeat(OUTER_UM[:, None], size, axis=1)
     layers_px = np.vstack([inner_layers_um, onl_um, outer_layers_um]) / um_per_px
 
@@ -247,8 +276,12 @@ def add_fluid_and_foci(reflectivity, scan: Mapping, size: int, geo: dict, rng_ir
         below_cyst = soft_ellipses(rows, cols, cy + 3 * ry, cx, 3 * ry, rx)
         reflectivity = reflectivity * (1 + 0.4 * below_cyst) * (1 - cyst) + 0.3 * VITREOUS * cyst
     if bool(int(scan["IRHRF"])):
-        n = int(rng_hrf.integers(2, 5) + round(5 * severity_level(scan)))
-        col = rng_hrf.choice(near, size=n)
+        # A few foci scattered over the macula (near the fluid or not), as many in mild as in
+        # severe edema: their number growing with severity made a scan's coarse brightness tell
+        # its edema and its foci apart without seeing a single focus.
+        n = int(rng_hrf.integers(HRF_COUNT[0], HRF_COUNT[1] + 1))
+        spread = np.flatnonzero(np.abs(u) < HRF_SPREAD_MM)
+        col = rng_hrf.choice(spread if len(spread) else np.arange(size), size=n)
         y = b[OPL, col] + rng_hrf.uniform(-0.3, 0.9, n) * (b[ONL + 1, col] - b[OPL, col])
         x = col + rng_hrf.uniform(0, 1, n)
         if len(cx):  # half of the foci sit on a cyst's rim
@@ -257,10 +290,10 @@ def add_fluid_and_foci(reflectivity, scan: Mapping, size: int, geo: dict, rng_ir
             y = np.where(on_rim, cy[k] - 0.9 * ry[k], y)
             x = np.where(on_rim, cx[k] + rng_hrf.uniform(-0.8, 0.8, n) * rx[k], x)
         # 20-40 um dots are under one output pixel at 64 px (94 um wide, 30 um deep): enlarged
-        # to >= 0.8 px and kept about as bright as the RPE so that each one stays a visible dot.
+        # to >= 0.8 px and as bright as the RPE or brighter, so that each one stays a visible dot.
         sigma = np.maximum(native * rng_hrf.uniform(3, 5, n), 0.8)
         reflectivity = reflectivity + gaussian_blobs(rows, cols, y, x, sigma, sigma,
-                                                     rng_hrf.uniform(0.5, 1.0, n))
+                                                     rng_hrf.uniform(0.8, 1.3, n))
     return reflectivity
 
 
@@ -305,7 +338,8 @@ def form_image(reflectivity, size: int, nuisance: dict, rng_speckle) -> np.ndarr
     intensity *= 1.0 - nuisance["vignette"] * (2 * cols / size - 1) ** 2
     intensity *= rng_speckle.gamma(n, 1.0 / n, size=(size, size))  # average of N speckle frames
     intensity += nuisance["noise_floor"] * rng_speckle.exponential(size=(size, size))
-    display = (intensity ** 0.25 - DISPLAY_BLACK) / (1.0 - DISPLAY_BLACK)
+    black = nuisance["black"]
+    display = nuisance["contrast"] * (intensity ** 0.25 - black) / (1.0 - black)
     return np.round(np.clip(display, 0.0, 1.0) * 255).astype(np.uint8)
 
 
@@ -323,7 +357,7 @@ def render_bscan(scan: Mapping, size: int, rng: np.random.Generator) -> np.ndarr
 
 def render_scans(table: pd.DataFrame, size: int, seed: int, progress: bool = True) -> np.ndarray:
     """uint8 array (len(table), size, size); row i uses rng [seed, scan_seed of row i]."""
-    missing = [c for c in ("slice", "eye_seed", "laterality", "CST", "severity", "scan_seed",
+    missing = [c for c in ("slice", "eye_seed", "laterality", "thickness", "severity", "scan_seed",
                            *BIOMARKERS) if c not in table.columns]
     if missing:
         raise KeyError(f"render_scans: table lacks columns {missing}")
