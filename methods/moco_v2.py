@@ -21,6 +21,7 @@ class MoCoV2(Method):
     # BYOL's cosine schedule from 0.99 to 1 (lightly's MoCo examples); the paper's fixed 0.999
     # assumes hundreds of epochs, under which a short schedule's keys would barely move.
     momentum = (0.99, 1.0)
+    takes = {"queue": int}
 
     def __init__(self, backbone, feature_dim, options):
         super().__init__(backbone, feature_dim, options)
@@ -28,9 +29,12 @@ class MoCoV2(Method):
         self.projection_head = MoCoProjectionHead(feature_dim, 512, 128)
         self.key_backbone = momentum_copy(self.backbone)
         self.key_projection_head = momentum_copy(self.projection_head)
-        # Temperature 0.2 (MoCo v2). Queue of 4096 keys, lightly's size for small datasets: the
-        # paper's 65536 is for ImageNet; here it would hold more keys than the pool has scans.
-        self.criterion = NTXentLoss(temperature=0.2, memory_bank_size=(4096, 128), gather_distributed=True)
+        # Temperature 0.2 (MoCo v2). The queue is sized for the schedule: 1024 keys (8 batches of
+        # 128) are at most 8 steps old, so they come from nearly the encoder the queries see; 4096
+        # keys would be 32 steps old, a third of the default schedule, and the paper's 65536 more
+        # than the pool has scans.
+        queue = options.get("queue", 1024)
+        self.criterion = NTXentLoss(temperature=0.2, memory_bank_size=(queue, 128), gather_distributed=True)
 
     def momentum_pairs(self):
         return [(self.backbone, self.key_backbone), (self.projection_head, self.key_projection_head)]

@@ -14,7 +14,8 @@ one subclass of `Method`. It declares what it needs instead of overriding a fram
     momentum                   (start, end) EMA rate of its momentum targets, cosine-scheduled
 
 and implements `training_loss(views, batch)`; a method with momentum targets (MoCo, BYOL, DINO)
-also lists them in `momentum_pairs()`; `before_step` moves them before every step.
+also lists them in `momentum_pairs()`; `before_step` moves them before every step, and
+`after_backward` may edit the gradients before the optimiser applies them (DINO's frozen last layer).
 
 Batches are dicts: `image` (normalised float, (B, 1, H, W)), `labels` (B, k) class ids of the
 clinical columns named by `--clinical`, and, for methods that train on biomarkers, `biomarkers`
@@ -117,3 +118,6 @@ class Method(nn.Module):
         rate = self.momentum_at(step, total_steps)
         for online, target in self.momentum_pairs():
             update_momentum(online, target, m=rate)
+
+    def after_backward(self, step: int, total_steps: int) -> None:
+        """Called after the backward pass of every step, before the optimiser step."""

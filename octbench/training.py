@@ -159,6 +159,9 @@ class Pretraining(pl.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=True, batch_size=len(batch["image"]))
         return loss
 
+    def on_after_backward(self) -> None:
+        self.method.after_backward(self.global_step, self.spec.steps)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The augmentations draw from torch's global generators: saving their state makes a
         # resumed run draw the same views as an uninterrupted one.
