@@ -24,6 +24,8 @@ from octbench import protocols
 from octbench.errors import OctbenchError, closest
 
 SOURCES = ("simulated", "olives", "table", "folder")  # see load_cohort in octbench/run.py
+INTENSITY_RULES = ("percentile", "window")  # the rules of octbench/pixels.py
+RESIZE_MODES = ("pad", "crop", "squash")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class CohortSpec:
     clinical: tuple = ()  # table: further clinical columns kept for --clinical
     limit: int = 0  # keep at most this many rows per table, across patients (0: all)
     validation_fraction: float = 0.15  # olives, folder: training patients set aside for validation
+    # Files wider than 8 bits (16-bit, float) become 8-bit by a rule (octbench/pixels.py):
+    # "percentile" (each B-scan's own percentiles intensity_range -> 0, 255) or "window" (fixed values).
+    intensity: str = "percentile"
+    intensity_range: tuple = (0.5, 99.5)
+    resize: str = "pad"  # non-square B-scans: "pad" (keep the aspect ratio), "crop" or "squash"
 
 
 LR_SCALING = ("none", "linear", "sqrt")
@@ -64,6 +71,9 @@ class PretrainSpec:
     lr_scaling: str = "none"
     lr_reference_batch: int = 0
     sync_batchnorm: bool = False  # batch-norm statistics over the global batch when distributed
+    # The backbone's starting point (octbench/init.py): a weights file, a run folder or timm:<model tag>
+    # from the local cache; "" starts it random. An entry's own init replaces it.
+    init: str = ""
 
     def effective_lr(self) -> float:
         ratio = self.batch_size / (self.lr_reference_batch or self.batch_size)
@@ -94,7 +104,7 @@ class LogSpec:
 
 # Method names (and entry aliases): lowercase words joined by hyphens, so run names stay readable.
 METHOD_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
-ENTRY_KEYS = ("name", "label", "alias", "clinical", "bins")  # every other key of an entry is a method option
+ENTRY_KEYS = ("name", "label", "alias", "clinical", "bins", "init")  # every other key of an entry is a method option
 
 
 @dataclass(frozen=True)
@@ -103,13 +113,16 @@ class MethodEntry:
 
     In a benchmark file: `methods = ["simclr", { name = "clinical-supcon", clinical = "eye",
     label = "clinical SupCon (eye)", alias = "clinical-supcon-eye" }]`. `--method ALIAS` selects
-    the entry; options other than clinical and bins are the method's own (Method.takes)."""
+    the entry; options other than clinical, bins and init are the method's own (Method.takes).
+    `init` starts the entry's backbone from pretrained weights (as [pretrain] init, which it replaces):
+    { name = "random-init", init = "timm:resnet18.a1_in1k", alias = "imagenet-init" }."""
     method: str
     label: str = ""
     alias: str = ""
     clinical: str | None = None
     bins: int | None = None
     options: tuple[tuple[str, object], ...] = ()
+    init: str = ""
 
     @property
     def handle(self) -> str:
@@ -120,7 +133,7 @@ class MethodEntry:
         if self.label:
             return self.label
         extras = [f"clinical={self.clinical}"] * bool(self.clinical) + [f"bins={self.bins}"] * bool(self.bins)
-        extras += [f"{k}={v}" for k, v in self.options]
+        extras += [f"{k}={v}" for k, v in self.options] + [f"init={self.init}"] * bool(self.init)
         return self.handle + (f" ({', '.join(extras)})" if extras and not self.alias else "")
 
 
@@ -131,7 +144,8 @@ def method_entry(value) -> MethodEntry:
         return MethodEntry(method=value)
     options = tuple(sorted((k, v) for k, v in value.items() if k not in ENTRY_KEYS))
     return MethodEntry(method=value["name"], label=value.get("label", ""), alias=value.get("alias", ""),
-                       clinical=value.get("clinical"), bins=value.get("bins"), options=options)
+                       clinical=value.get("clinical"), bins=value.get("bins"), options=options,
+                       init=value.get("init", ""))
 
 
 @dataclass(frozen=True)
@@ -207,7 +221,7 @@ def entry_problem(value) -> str | None:
         return f"{value['name']!r}: a method name is lowercase words joined by '-'"
     if "alias" in value and not (isinstance(value["alias"], str) and METHOD_NAME.fullmatch(value["alias"])):
         return f"alias {shown(value['alias'])}: lowercase words joined by '-'"
-    for key in ("label", "clinical"):
+    for key in ("label", "clinical", "init"):
         if key in value and not (isinstance(value[key], str) and value[key].strip()):
             return f"{key} {shown(value[key])}: a non-empty string"
     if "bins" in value and not (is_whole(value["bins"]) and value["bins"] >= 2):
@@ -226,7 +240,7 @@ def method_entries(value) -> str | None:
         if (problem := entry_problem(item)) is not None:
             return f"a list of method entries ({problem})"
     entries = [method_entry(item) for item in value]
-    for name, what in ((lambda e: (e.method, e.clinical, e.bins, e.options), "the same method and options"),
+    for name, what in ((lambda e: (e.method, e.clinical, e.bins, e.options, e.init), "the same method and options"),
                        (lambda e: e.handle, "the same alias")):
         seen = [name(e) for e in entries]
         if len(set(seen)) != len(seen):
@@ -237,6 +251,12 @@ def method_entries(value) -> str | None:
 def probe_grid(value) -> str | None:
     ok = isinstance(value, (list, tuple)) and value and all(is_finite(v) and v > 0 for v in value)
     return None if ok else "a non-empty list of numbers > 0 (the probe's inverse regularisation strengths)"
+
+
+def low_high(value) -> str | None:
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(is_finite(v) for v in value) \
+        and value[0] < value[1]
+    return None if ok else "a pair [low, high] of numbers with low < high (percentiles, or intensities for window)"
 
 
 def split_fractions(value) -> str | None:
@@ -282,6 +302,9 @@ RULES = {
         "clinical": names,
         "limit": whole(0, " (0 keeps every row)"),
         "validation_fraction": number(lambda v: 0 < v < 1, "a number in (0, 1)"),
+        "intensity": one_of(INTENSITY_RULES),
+        "intensity_range": low_high,
+        "resize": one_of(RESIZE_MODES),
     },
     PretrainSpec: {
         "steps": whole(1),
@@ -293,6 +316,7 @@ RULES = {
         "lr_scaling": one_of(LR_SCALING),
         "lr_reference_batch": whole(0, " (0: batch_size itself)"),
         "sync_batchnorm": true_or_false,
+        "init": text,  # then octbench/init.py, when a run reads the weights
     },
     EvaluateSpec: {
         "protocol": one_of(PROTOCOLS),

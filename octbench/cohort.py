@@ -3,8 +3,9 @@
 Table columns: sample_id, patient, eye, visit, slice, BCVA, CST, the six biomarkers (labelled rows),
 split (train / val / test, by patient), in_pool (clinically labelled pretraining pool), labelled
 (carries expert biomarker labels) and image (row index into `images`). Cohorts read from files add
-path (the image file), content_hash (its sha256) and, where a test set scores each biomarker on
-its own subset (OLIVES' balanced test sets), boolean test_<BIOMARKER> columns.
+path (the image file), frame (its page, for a volume file), content_hash (the B-scan's sha256)
+and, where a test set scores each biomarker on its own subset (OLIVES' balanced test sets),
+boolean test_<BIOMARKER> columns.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from octbench import BIOMARKERS
 
 PARTS = ("pool", "train", "val", "test")
 # Bookkeeping columns; every other non-biomarker column is a clinical value --clinical may name.
-STRUCTURAL_COLUMNS = ("sample_id", "image", "split", "in_pool", "labelled", "path", "content_hash")
+STRUCTURAL_COLUMNS = ("sample_id", "image", "split", "in_pool", "labelled", "path", "frame", "content_hash")
 TEST_MASK_PREFIX = "test_"  # test_<BIOMARKER>: the test rows that count for that biomarker
 
 

@@ -1,19 +1,19 @@
 """The image store: decode a cohort's B-scans once into one memory-mapped uint8 `.npy`.
 
-Files are read as 8-bit grayscale (.tif, .png, .jpeg; colour is converted to gray), resized to the
-benchmark's square image size, and stacked in the order of their sorted paths. The cache is keyed
-by those paths, each file's size and modification time, and the image size, so a changed image or
-size rebuilds it; it is written under a temporary name and renamed, so a killed build never leaves
-half a cache, and built under a lock, so two processes never decode one entry twice. An entry
-damaged since (cut short by a full disk or a copy) is named and rebuilt. Every file is checked
-before anything is kept, and every problem is reported at once. The sha256 of each file is
-recorded alongside, for the duplicate report of octbench/splits.py.
+A B-scan is a file, or one page of a volume file (a multi-page TIFF): the store's entries are
+(path, frame) pairs, in sorted order. `octbench/pixels.py` turns each into the benchmark's square
+8-bit image by the cohort's intensity and resize rules. The cache is keyed by the entries, each
+file's size and modification time, and those rules, so a changed image or rule rebuilds it; it is
+written under a temporary name and renamed, so a killed build never leaves half a cache, and built
+under a lock, so two processes never decode one entry twice. An entry damaged since (cut short by
+a full disk or a copy) is named and rebuilt. Every file is checked before anything is kept, and
+every problem is reported at once. A sha256 per B-scan (of the file, and of the page within a
+volume) is recorded alongside, for the duplicate report of octbench/splits.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import sys
@@ -22,51 +22,33 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
 from octbench.locks import exclusive
+from octbench.pixels import PixelRule, decode_frame, frame_count
 
 PROBLEMS_LISTED = 20
-# Modes Pillow gives images with more than 8 bits per sample: refused rather than rescaled,
-# because how to window a 16-bit scan into 8 bits is the user's call, not octbench's.
-WIDE_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+Entry = tuple[str, int]  # (file path, frame within the file)
 
 
-def decode_bscan(data: bytes, size: int) -> np.ndarray:
-    """(size, size) uint8 from an encoded 8-bit image; ValueError says what is wrong with it."""
-    if not data:
-        raise ValueError("cannot be decoded: the file is empty (0 bytes); was the export interrupted?")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # decodes now, so a truncated file fails here rather than later
-            if image.mode in WIDE_MODES:
-                raise ValueError(f"{image.mode} image (more than 8 bits per pixel): octbench reads 8-bit B-scans "
-                                 "and does not guess an intensity window; convert it to 8-bit first")
-            gray = image.convert("L")
-            low, high = gray.getextrema()
-            if low == high:  # a blank export or a failed acquisition carries no B-scan
-                raise ValueError(f"constant image (every pixel is {low}): an empty or blank B-scan")
-            if gray.size != (size, size):
-                gray = gray.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(gray, dtype=np.uint8)
-    except ValueError:
-        raise
-    except UnidentifiedImageError:
-        raise ValueError("cannot be decoded: not an image format Pillow reads (is it truncated or not an "
-                         "image?)") from None
-    except (OSError, Image.DecompressionBombError, SyntaxError) as error:
-        raise ValueError(f"cannot be decoded ({error}); is it truncated or not an image?") from None
+def decode_bscan(data: bytes, size: int | PixelRule) -> np.ndarray:
+    """(size, size) uint8 from a one-frame image file; ValueError says what is wrong with it."""
+    return decode_frame(data, 0, size if isinstance(size, PixelRule) else PixelRule(size))
 
 
-def cache_key(paths: list[str], size: int) -> str:
-    """Changes when any path, any file's size or modification time, or the image size changes."""
-    entries = []
-    for path in paths:
+def entries_of(items) -> list[Entry]:
+    """Plain paths stand for their first (only) frame."""
+    return [(item, 0) if isinstance(item, str) else (str(item[0]), int(item[1])) for item in items]
+
+
+def cache_key(entries: list[Entry], rule: PixelRule) -> str:
+    """Changes when any entry, any file's size or modification time, or the pixel rule changes."""
+    files = []
+    for path, frame in entries:
         stat = os.stat(path)
-        entries.append([path, stat.st_size, stat.st_mtime_ns])
-    return hashlib.sha256(json.dumps({"files": entries, "size": size}).encode()).hexdigest()[:16]
+        files.append([path, frame, stat.st_size, stat.st_mtime_ns])
+    return hashlib.sha256(json.dumps({"files": files, **rule.key()}).encode()).hexdigest()[:16]
 
 
 def problem_report(problems: list[str], total: int) -> str:
@@ -76,27 +58,43 @@ def problem_report(problems: list[str], total: int) -> str:
             f"them) and run again:\n  {listed}{more}")
 
 
-def build_cache(paths: list[str], size: int, target: Path, workers: int) -> list[str]:
-    """Decode every file into `target` (.npy); returns the files' sha256 in the same order."""
+def frame_hash(data: bytes, frame: int, frames: int) -> str:
+    """The file's sha256; for a page of a volume, of the file and the page number, so two copies
+    of one volume match page by page and the pages of one volume do not match each other."""
+    digest = hashlib.sha256(data)
+    if frames > 1:
+        digest.update(f"#frame{frame}".encode())
+    return digest.hexdigest()
+
+
+def build_cache(entries: list[Entry], rule: PixelRule, target: Path, workers: int,
+                whole_files: frozenset = frozenset()) -> list[str]:
+    """Decode every entry into `target` (.npy); returns their sha256 in the same order. Entries
+    in `whole_files` stand for a whole file, which must then hold one B-scan."""
     partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(paths), size, size))
-    hashes = [""] * len(paths)
+    size = rule.size
+    images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(entries), size, size))
+    hashes = [""] * len(entries)
 
     def decode(index: int) -> str | None:
-        path = paths[index]
+        path, frame = entries[index]
         try:
             data = Path(path).read_bytes()
-            images[index] = decode_bscan(data, size)
+            frames = frame_count(data)
+            if frames > 1 and (path, frame) in whole_files:
+                raise ValueError(f"holds {frames} B-scans (a volume) where one was expected; list it as a volume "
+                                 "(one row per file, expanded to its pages) or name a page with a slice column")
+            images[index] = decode_frame(data, frame, rule)
         except (OSError, ValueError) as error:
-            return f"{path}: {error}"
-        hashes[index] = hashlib.sha256(data).hexdigest()
+            return f"{path}{f' (page {frame})' if frame else ''}: {error}"
+        hashes[index] = frame_hash(data, frame, frames)
         return None
 
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes outside the GIL
-            problems = [p for p in pool.map(decode, range(len(paths))) if p]
+            problems = [p for p in pool.map(decode, range(len(entries))) if p]
         if problems:
-            raise OctbenchError(problem_report(problems, len(paths)))
+            raise OctbenchError(problem_report(problems, len(entries)))
         images.flush()
         os.replace(partial, target)  # POSIX renames an open memory-mapped file safely
     finally:
@@ -122,38 +120,87 @@ def cached_store(target: Path, hash_file: Path, count: int, size: int) -> tuple[
     return (images, hashes), None
 
 
-def image_store(paths: list[str], size: int, cache_dir: Path, workers: int | None = None) -> tuple[np.ndarray, list]:
-    """Memory-mapped (n, size, size) uint8 images of the sorted unique `paths`, and their sha256."""
-    missing = [f"{p}: no such file" for p in paths if not Path(p).is_file()]
+def image_store(items, size: int | PixelRule, cache_dir: Path, workers: int | None = None) -> tuple[np.ndarray, list]:
+    """Memory-mapped (n, size, size) uint8 images of the sorted unique entries (paths, or (path,
+    frame) pairs), and their sha256."""
+    items = list(items)
+    entries = entries_of(items)
+    rule = size if isinstance(size, PixelRule) else PixelRule(size)
+    size = rule.size
+    missing = [f"{p}: no such file" for p in sorted({p for p, _ in entries}) if not Path(p).is_file()]
     if missing:
-        raise OctbenchError(problem_report(missing, len(paths)) + "\n(is the image root right? "
+        raise OctbenchError(problem_report(missing, len(entries)) + "\n(is the image root right? "
                             "--olives-root / --image-root / [cohort] image_root)")
-    key = cache_key(paths, size)
+    key = cache_key(entries, rule)
     folder = Path(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     target, hash_file = folder / f"images-{key}.npy", folder / f"images-{key}.sha256.json"
-    store, _ = cached_store(target, hash_file, len(paths), size)
+    store, _ = cached_store(target, hash_file, len(entries), size)
     if store is not None:  # the usual case: no lock taken, so a read-only cache serves too
         return store
     # One process builds an entry; another that asks for it meanwhile waits, then reads it.
     with exclusive(folder / f"images-{key}.lock", f"the image cache {target}", wait=True):
-        store, damage = cached_store(target, hash_file, len(paths), size)
+        store, damage = cached_store(target, hash_file, len(entries), size)
         if store is not None:
             return store
         if damage:
             print(f"octbench: image cache {target} is damaged ({damage}); rebuilding it", file=sys.stderr)
-        hashes = build_cache(paths, size, target, workers or min(8, os.cpu_count() or 1))
+        whole_files = frozenset((item, 0) for item in items if isinstance(item, str))
+        hashes = build_cache(entries, rule, target, workers or min(8, os.cpu_count() or 1), whole_files)
         partial = hash_file.with_name(f"{hash_file.name}.partial-{os.getpid()}")
         partial.write_text(json.dumps(hashes))
         os.replace(partial, hash_file)
     return np.load(target, mmap_mode="r"), hashes
 
 
-def cohort_with_images(table: pd.DataFrame, size: int, cache_dir: Path) -> Cohort:
-    """A source's table (with `path`) plus its decoded images: `image` indexes the store."""
-    paths = sorted(table["path"].unique())
-    images, hashes = image_store(paths, size, cache_dir)
-    index = {path: i for i, path in enumerate(paths)}
-    table = table.assign(image=table["path"].map(index).astype(np.int64))
+def expand_volumes(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per B-scan. A row whose file is a volume (several pages) becomes one row per page,
+    with `slice` its page index and the row's labels (given per volume) on every page; a row that
+    names its page in a `slice` column (labels given per B-scan) stays one row, that page. The
+    B-scans of one-page files are frame 0."""
+    counts = {path: volume_pages(path) for path in table["path"].unique()}
+    pages = table["path"].map(counts)
+    if (pages <= 1).all():
+        return table.assign(frame=0)
+    named = table["slice"].notna() if "slice" in table else pd.Series(False, index=table.index)
+    single = table[pages <= 1].assign(frame=0)
+    per_scan = table[(pages > 1) & named].copy()
+    per_scan["frame"] = per_scan["slice"].astype(int) if len(per_scan) else 0
+    limit = per_scan["path"].map(counts).astype(int)
+    bad = per_scan[(per_scan["frame"] < 0) | (per_scan["frame"] >= limit)]
+    if len(bad):
+        row = bad.iloc[0]
+        raise OctbenchError(f"{row['path']}: slice {row['frame']} is not one of its {counts[row['path']]} pages "
+                            f"(0-based; {len(bad)} rows like it); fix the table's slice column")
+    volumes = table[(pages > 1) & ~named]
+    expanded = volumes.loc[volumes.index.repeat(pages[volumes.index])].copy()
+    expanded["frame"] = expanded.groupby(level=0).cumcount().to_numpy()
+    expanded["slice"] = expanded["frame"]
+    pages_rows = pd.concat([per_scan, expanded])
+    pages_rows["sample_id"] = pages_rows["sample_id"].astype(str) + "#" + pages_rows["frame"].astype(str)
+    return pd.concat([single, pages_rows]).reset_index(drop=True)
+
+
+def volume_pages(path: str) -> int:
+    """Pages of a TIFF volume (other formats hold one B-scan; a bad file is reported when decoded)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+        if head not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return 1
+        return frame_count(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return 1
+
+
+def cohort_with_images(table: pd.DataFrame, size: int | PixelRule, cache_dir: Path) -> Cohort:
+    """A source's table (with `path`) plus its decoded images: `image` indexes the store, `frame`
+    is the page of a volume file."""
+    table = expand_volumes(table)
+    entries = sorted(set(zip(table["path"], table["frame"].astype(int))))
+    images, hashes = image_store(entries, size, cache_dir)
+    index = {entry: i for i, entry in enumerate(entries)}
+    table = table.assign(image=[index[(p, int(f))] for p, f in zip(table["path"], table["frame"])])
+    table["image"] = table["image"].astype(np.int64)
     table["content_hash"] = np.asarray(hashes, dtype=object)[table["image"].to_numpy()]
     return Cohort(table=table.reset_index(drop=True), images=images)

@@ -106,7 +106,7 @@ FIRST_TRAIN_IMAGE = "Prime_FULL/01-001/W0/OD/0.png"
      f"{FIRST_TRAIN_IMAGE}: cannot be decoded"),
     (lambda t: break_image(t, FIRST_TRAIN_IMAGE,
                            lambda p: Image.fromarray(np.full((8, 8), 999, dtype=np.uint16)).save(p)),
-     f"{FIRST_TRAIN_IMAGE}: I;16 image"),
+     f"{FIRST_TRAIN_IMAGE}: constant image under the percentile rule"),
     (lambda t: break_image(t, FIRST_TRAIN_IMAGE, lambda p: p.write_bytes(b"")),
      f"{FIRST_TRAIN_IMAGE}: cannot be decoded"),
     (lambda t: break_image(t, FIRST_TRAIN_IMAGE, lambda p: Image.fromarray(np.full((16, 16), 7, np.uint8)).save(p)),

@@ -43,8 +43,9 @@ def cohort_table(spec: CohortSpec) -> pd.DataFrame:
 def source_cohort(spec: CohortSpec, cache_dir: Path):
     """Table plus decoded images (cached under cache_dir/images)."""
     from octbench.images import cohort_with_images
+    from octbench.pixels import PixelRule
 
-    return cohort_with_images(cohort_table(spec), spec.image_size, Path(cache_dir) / "images")
+    return cohort_with_images(cohort_table(spec), PixelRule.of(spec), Path(cache_dir) / "images")
 
 
 def load_cohort(benchmark: Benchmark, cache_dir: Path | None) -> Cohort:

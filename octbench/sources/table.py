@@ -73,8 +73,12 @@ def table_cohort_table(spec: CohortSpec) -> pd.DataFrame:
     problems.raise_all()  # the values below need their columns
     relative = frame[required["path"]].map(relative_path)
     folded = problems.check(path_inside_root, frame, required["path"], relative, file, spec.image_root)
-    if folded is not None and folded.duplicated().any():  # as in the OLIVES tables: one row per B-scan
-        problems.add(bad_rows(frame, required["path"], folded.duplicated(), file,
+    # As in the OLIVES tables: one row per B-scan, which is a file, or a page of a volume file named
+    # in the slice column.
+    scan = folded if optional["slice"] is None or folded is None else folded.astype(str) + "#" + \
+        frame[optional["slice"]].astype(str)
+    if scan is not None and scan.duplicated().any():
+        problems.add(bad_rows(frame, required["path"], scan.duplicated(), file,
                               "it repeats an earlier row's image; each B-scan must appear once in the table"))
     table = pd.DataFrame({"sample_id": relative, "path": joined(relative, spec.image_root),
                           "patient": problems.check(integer_ids, frame, required["patient"], file)})
