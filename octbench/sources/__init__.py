@@ -26,7 +26,7 @@ def cohort_table(spec: CohortSpec) -> pd.DataFrame:
             raise OctbenchError("the OLIVES cohort needs its label tables: pass --tables FOLDER (the official "
                                 "code's final_csvs_1) or set [cohort] tables")
         return olives_cohort_table(spec.tables, spec.image_root, spec.limit or None, spec.validation_fraction,
-                                   spec.seed)
+                                   spec.seed, dict(spec.split))
     if spec.source == "table":
         from octbench.sources.table import table_cohort_table
 

@@ -4,7 +4,8 @@ code (patient split 1, `final_csvs_1`) joined to B-scans under an image root.
 Three table formats are read, always by column name, never by position:
   - the official biomarker tables (`Path (Trial/Arm/Folder/Visit/Eye/Image Name)`, `Scan (n/49)`,
     20 biomarker columns, `Eye_ID, BCVA, CST, Patient_ID`);
-  - the Zenodo release table (the same idea with 16 biomarker columns, in its own order);
+  - the Zenodo release table (the same idea with 16 biomarker columns, in its own order; a folder
+    holding it and no split files is split by octbench, see octbench/sources/zenodo.py);
   - the clinical pretraining pool (`File_Path, BCVA, CST, Eye_ID, Patient_ID`).
 
 Layout expected under the tables folder (as in the official repository):
@@ -178,13 +179,22 @@ def balanced_test_masks(test: pd.DataFrame, tables: Path, limited: bool) -> pd.D
 
 
 def olives_cohort_table(tables: str | Path, image_root: str | Path | None = None, limit: int | None = None,
-                        validation_fraction: float = 0.15, seed: int = VALIDATION_SEED) -> pd.DataFrame:
+                        validation_fraction: float = 0.15, seed: int = VALIDATION_SEED,
+                        split: dict | None = None) -> pd.DataFrame:
     """The cohort table of the seed paper's protocol (see octbench/cohort.py), plus `path` and the
-    `test_<B>` masks. `limit` keeps at most that many rows of each table, taken across patients."""
+    `test_<B>` masks. `limit` keeps at most that many rows of each table, taken across patients.
+    A folder in the Zenodo release's layout (no split files) is split by octbench, by patient and
+    stratified by the biomarkers, in the fractions `split` (octbench/sources/zenodo.py)."""
     tables = Path(tables)
     if not tables.is_dir():
         raise OctbenchError(f"OLIVES tables folder {tables} does not exist; pass --tables FOLDER (the "
-                            "official code's final_csvs_1) or set [cohort] tables")
+                            "official code's final_csvs_1, or the Zenodo release's label folder) or set "
+                            "[cohort] tables")
+    from octbench.sources import zenodo
+
+    if not (tables / TRAIN_TABLE).is_file() and zenodo.is_zenodo_layout(tables):
+        return zenodo.zenodo_cohort_table(tables, image_root, limit,
+                                          split or {"train": 0.5, "val": 0.15, "test": 0.35}, seed)
     problems = Problems()  # every table is checked before any problem is reported
     pool = problems.check(read_table, tables / POOL_TABLE, image_root, False)
     train = problems.check(read_table, tables / TRAIN_TABLE, image_root)
