@@ -92,3 +92,25 @@ def test_measuring_code_reproduces_the_real_olives_figures():
         target = OLIVES_FIGURES[name]
         close = abs(value - target) <= (0.01 * target if name.startswith("sd_") else 0.015)
         assert close, f"{name}: {value:.3f} on the real tables, {target} listed"
+
+
+def test_coarse_brightness_does_not_give_the_labels_away(tmp_path):
+    """A logistic probe on 4x4 mean-pooled pixels (benchmarks/pixel_probe.py) stays near chance on
+    the default cohort: scans vary in signal strength, contrast, position and tilt as real exports
+    do, so only a network that sees the lesions can score well."""
+    import importlib.util
+
+    from octbench import BIOMARKERS
+    from octbench.sources import load_cohort
+
+    path = Path(__file__).parents[1] / "benchmarks" / "pixel_probe.py"
+    spec = importlib.util.spec_from_file_location("pixel_probe", path)
+    pixel_probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pixel_probe)
+    benchmark = load_benchmark("default")
+    cohort = load_cohort(benchmark, tmp_path)
+    parts = {part: cohort.part(part) for part in ("train", "val", "test")}
+    features = {part: pixel_probe.pooled_pixels(cohort.images_of(rows), 4) for part, rows in parts.items()}
+    scores = [pixel_probe.probe_auroc(features, {part: rows[b].to_numpy(dtype=int) for part, rows in parts.items()},
+                                      benchmark.evaluate.probe_c) for b in BIOMARKERS]
+    assert np.mean(scores) <= 0.65, dict(zip(BIOMARKERS, np.round(scores, 3)))
