@@ -48,11 +48,17 @@ class CohortSpec:
     clinical: tuple = ()  # table: further clinical columns kept for --clinical
     limit: int = 0  # keep at most this many rows per table, across patients (0: all)
     validation_fraction: float = 0.15  # olives, folder: training patients set aside for validation
-    # Files wider than 8 bits (16-bit, float) become 8-bit by a rule (octbench/pixels.py):
-    # "percentile" (each B-scan's own percentiles intensity_range -> 0, 255) or "window" (fixed values).
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How image files become the model's square 8-bit B-scans (octbench/pixels.py); the simulated
+    cohort renders its own and ignores this section."""
+    # Files wider than 8 bits (16-bit, float): "percentile" (each B-scan's own percentiles
+    # intensity_range become 0 and 255) or "window" (the fixed intensities intensity_range).
     intensity: str = "percentile"
     intensity_range: tuple = (0.5, 99.5)
-    resize: str = "pad"  # non-square B-scans: "pad" (keep the aspect ratio), "crop" or "squash"
+    resize: str = "pad"  # non-square B-scans: "pad" (keeps the aspect ratio), "crop" or "squash"
 
 
 LR_SCALING = ("none", "linear", "sqrt")
@@ -156,6 +162,7 @@ class Benchmark:
     methods: tuple = ()
     seeds: int = 3
     cohort: CohortSpec = CohortSpec()
+    images: ImageSpec = ImageSpec()
     pretrain: PretrainSpec = PretrainSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
     log: LogSpec = LogSpec()
@@ -166,7 +173,8 @@ class Benchmark:
         return dataclasses.asdict(self)
 
 
-SECTIONS = {"cohort": CohortSpec, "pretrain": PretrainSpec, "evaluate": EvaluateSpec, "log": LogSpec}
+SECTIONS = {"cohort": CohortSpec, "images": ImageSpec, "pretrain": PretrainSpec, "evaluate": EvaluateSpec,
+            "log": LogSpec}
 
 
 # Field rules: each takes a value as TOML gives it and returns what is allowed when the value breaks
@@ -302,6 +310,8 @@ RULES = {
         "clinical": names,
         "limit": whole(0, " (0 keeps every row)"),
         "validation_fraction": number(lambda v: 0 < v < 1, "a number in (0, 1)"),
+    },
+    ImageSpec: {
         "intensity": one_of(INTENSITY_RULES),
         "intensity_range": low_high,
         "resize": one_of(RESIZE_MODES),

@@ -4,7 +4,7 @@ A file may hold one B-scan (PNG, JPEG, BMP, a one-page TIFF) or a volume (a mult
 B-scan per page); `frame_count` says how many, and `decode_frame` decodes one of them. Nothing is
 dropped or truncated silently:
 - intensity: 8-bit B-scans stay as they are; 16-bit, 32-bit and float ones (RETOUCH's Heidelberg
-  volumes, raw exports) are mapped to 0..255 by the cohort's rule, `percentile` (each B-scan's own
+  volumes, raw exports) are mapped to 0..255 by the benchmark's [images] rule, `percentile` (each B-scan's own
   low and high percentiles, `intensity_range`, become 0 and 255) or `window` (fixed values);
   colour wider than 8 bits per sample (48-bit RGB) is refused, never cut to its high byte;
 - geometry: `pad` (the default) scales the long side to the image size and pads the short one with
@@ -36,9 +36,9 @@ class PixelRule:
     resize: str = "pad"
 
     @classmethod
-    def of(cls, spec) -> PixelRule:
-        """The rule of a benchmark's [cohort] section."""
-        return cls(spec.image_size, spec.intensity, tuple(spec.intensity_range), spec.resize)
+    def of(cls, image_size: int, images) -> PixelRule:
+        """The rule of a benchmark's [cohort] image_size and [images] section."""
+        return cls(image_size, images.intensity, tuple(images.intensity_range), images.resize)
 
     def key(self) -> dict:
         return {"size": self.size, "intensity": self.intensity, "intensity_range": list(self.intensity_range),

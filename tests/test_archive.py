@@ -82,7 +82,7 @@ def test_the_archive_reads_back_as_the_runs_it_was_written_from(reported):
     assert header == ["method", "label_fraction", "seed", "protocol", "sample_id", "patient", "biomarker", "y_true",
                       "y_score"]
     scores = pd.read_csv(reported / "tiny" / archive.PREDICTIONS_FILE, dtype={"y_score": str})["y_score"]
-    assert (scores == archive.score_text(scores.astype(float))).all()  # 6 significant digits, as written
+    assert (scores == archive.score_text(scores.astype(float))).all()  # SIGNIFICANT_DIGITS, as written
 
 
 def test_the_runs_folder_is_read_whenever_it_holds_runs(reported, capsys):

@@ -25,6 +25,8 @@ TINY = Path(__file__).parent / "data" / "tiny.toml"
 def tiny_with(tmp_path: Path, section: str, key: str, value: str, stem: str = "tiny") -> Path:
     """tests/data/tiny.toml with one key set to `value` (TOML text) in [section] ('' for the top level)."""
     lines = TINY.read_text().splitlines()
+    if section and f"[{section}]" not in lines:  # a section tiny.toml leaves at its defaults
+        lines.append(f"[{section}]")
     start = lines.index(f"[{section}]") + 1 if section else 0
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("[")), len(lines))
     line = f"{key} = {value}"
@@ -101,6 +103,9 @@ BAD_KEYS = [
     ("evaluate", "bootstrap", "0", "[evaluate]: bootstrap 0 is not a whole number >= 100 (the 95% interval"),
     ("evaluate", "protocol", '"lineer"', "[evaluate]: protocol 'lineer' is not one of linear, linear-sgd, knn, "
                                          "finetune (did you mean 'linear'?)"),
+    ("images", "resize", '"stretch"', "[images]: resize 'stretch' is not one of pad, crop, squash"),
+    ("images", "intensity_range", "[99, 1]", "[images]: intensity_range [99, 1] is not a pair [low, high] of numbers "
+                                             "with low < high"),
     ("", "seeds", "0", "tiny.toml: seeds 0 is not a whole number >= 1"),
     ("", "backbone", '""', "tiny.toml: backbone '' is not a non-empty string"),
     ("", "methods", '"simclr"', "tiny.toml: methods 'simclr' is not a list of method names or entries"),

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from octbench.benchmark import CohortSpec
+from octbench.benchmark import CohortSpec, ImageSpec
 from octbench.errors import OctbenchError
 from octbench.images import cohort_with_images, image_store
 from octbench.pixels import PixelRule, decode_frame
@@ -46,7 +46,8 @@ def test_a_multi_page_tiff_gives_one_b_scan_per_page_in_the_folder_source(tmp_pa
             tifffile.imwrite(tmp_path / cls / f"{cls}-{patient}.tif", pages[patient])
     spec = CohortSpec(source="folder", image_root=str(tmp_path), image_size=24,
                       split={"train": 0.34, "val": 0.33, "test": 0.33})
-    cohort = cohort_with_images(folder_cohort_table(spec), PixelRule.of(spec), tmp_path / "cache")
+    rule = PixelRule.of(spec.image_size, ImageSpec())
+    cohort = cohort_with_images(folder_cohort_table(spec), rule, tmp_path / "cache")
     table = cohort.table
     assert len(table) == 30 and sorted(table["slice"].unique()) == [0, 1, 2, 3, 4]
     assert table["sample_id"].is_unique

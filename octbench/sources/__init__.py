@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from octbench import BIOMARKERS
-from octbench.benchmark import Benchmark, CohortSpec
+from octbench.benchmark import Benchmark, CohortSpec, ImageSpec
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
 
@@ -40,12 +40,13 @@ def cohort_table(spec: CohortSpec) -> pd.DataFrame:
     raise OctbenchError(f"cohort source {spec.source!r} is not read from files")
 
 
-def source_cohort(spec: CohortSpec, cache_dir: Path):
-    """Table plus decoded images (cached under cache_dir/images)."""
+def source_cohort(spec: CohortSpec, cache_dir: Path, images: ImageSpec | None = None):
+    """Table plus decoded images (cached under cache_dir/images), made by the [images] rules."""
     from octbench.images import cohort_with_images
     from octbench.pixels import PixelRule
 
-    return cohort_with_images(cohort_table(spec), PixelRule.of(spec), Path(cache_dir) / "images")
+    rule = PixelRule.of(spec.image_size, images or ImageSpec())
+    return cohort_with_images(cohort_table(spec), rule, Path(cache_dir) / "images")
 
 
 def load_cohort(benchmark: Benchmark, cache_dir: Path | None) -> Cohort:
@@ -56,7 +57,7 @@ def load_cohort(benchmark: Benchmark, cache_dir: Path | None) -> Cohort:
         return simulated_cohort(benchmark.cohort, cache_dir)
     from octbench.simulate.cohort import default_cache_dir
 
-    cohort = source_cohort(benchmark.cohort, cache_dir or default_cache_dir())
+    cohort = source_cohort(benchmark.cohort, cache_dir or default_cache_dir(), benchmark.images)
     # Probes, metrics and leaderboards score the six canonical biomarkers; a cohort with other
     # labels (an image folder's classes) can be read and cached but not yet evaluated.
     missing = [b for b in BIOMARKERS if b not in cohort.table.columns]
