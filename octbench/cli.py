@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="refuse to run when patients or byte-identical images cross splits (default: warn)")
     add_cohort_options(run)
     add_setting_options(run)
+    add_init_option(run)
     add_compute_options(run)
 
     prepare = commands.add_parser("prepare", help="read a cohort and decode its images into the cache",
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="--submit slurm: CPUs per process (default 8)")
     add_cohort_options(compare)
     add_setting_options(compare)
+    add_init_option(compare)
     add_compute_options(compare)
 
     show = commands.add_parser(
@@ -243,6 +245,19 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="mlflow: the store (default: sqlite:///<out>/mlruns/mlflow.db)")
 
 
+def add_init_option(parser: argparse.ArgumentParser) -> None:
+    """Where every backbone starts; it stands for --set pretrain.init=SOURCE (octbench/init.py)."""
+    parser.add_argument("--init", metavar="SOURCE",
+                        help="start the backbone from pretrained weights instead of random ones: a .pt, .pth "
+                             "or .safetensors state dict, a run folder (its backbone.pt), or timm:<model tag> "
+                             "(e.g. timm:resnet18.a1_in1k) from the local Hugging Face cache; nothing is "
+                             "downloaded. A 3-channel first convolution is summed to 1 channel and classifier "
+                             "weights are dropped; the rest must fit the backbone. Every method starts from it "
+                             "(random-init: these weights, probed frozen); the run record states it (init: "
+                             "source, sha256, first_conv) and runs from other weights get other folders. "
+                             "Same as --set pretrain.init=SOURCE; an entry with its own init keeps it")
+
+
 def add_compute_options(parser: argparse.ArgumentParser) -> None:
     """How pretraining runs; the benchmark's global batch and schedule stay as defined."""
     parser.add_argument("--devices", type=whole_number(1), default=1,
@@ -278,7 +293,8 @@ def resolved_benchmark(args):
 
     options = [("pretrain.steps", getattr(args, "steps", None)), ("evaluate.protocol", args.protocol),
                ("cohort.tables", args.tables), ("cohort.image_root", args.image_root), ("cohort.limit", args.limit),
-               ("log.logger", args.logger), ("log.tracking_uri", args.tracking_uri)]
+               ("log.logger", args.logger), ("log.tracking_uri", args.tracking_uri),
+               ("pretrain.init", getattr(args, "init", None))]
     settings = [f"{key}={toml_value(value)}" for key, value in options if value is not None]
     benchmark = apply_settings(load_benchmark(args.benchmark), [*settings, *args.set])
     check_tracker(benchmark.log)  # a missing extra is named now, not after the cohort is loaded
@@ -360,7 +376,7 @@ def command_prepare(args) -> None:
     if benchmark.cohort.source == "simulated":
         cohort = load_cohort(benchmark, args.cache_dir)
     else:  # any labels: an image folder's classes can be cached before octbench can probe them
-        cohort = source_cohort(benchmark.cohort, args.cache_dir or default_cache_dir())
+        cohort = source_cohort(benchmark.cohort, args.cache_dir or default_cache_dir(), benchmark.images)
     table = cohort.table
     print(f"{benchmark.name}: {len(table)} B-scans of {table['patient'].nunique()} patients; "
           f"pool {int(table['in_pool'].sum())}, " + ", ".join(f"{split} {len(cohort.part(split))}"

@@ -14,7 +14,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from octbench.benchmark import Benchmark, MethodEntry
-from octbench.identity import checked_settings
+from octbench.identity import checked_settings, init_source
+from octbench.init import starting_point
 from octbench.locks import RunBusy
 from octbench.record import DamagedRecord
 from octbench.registry import get_method
@@ -67,8 +68,9 @@ def run_cells(benchmark: Benchmark, entries, seeds, fractions, out: Path, jobs: 
     """Run every missing cell; returns what went wrong with the cells that could not be made (a
     damaged record, a cell another process is making, a failed process), after making all the others."""
     entries = [e if isinstance(e, MethodEntry) else MethodEntry(method=e) for e in entries]
-    for entry in entries:  # an unknown name or option fails now, not an hour in
+    for entry in entries:  # an unknown name, option or init fails now, not an hour in
         checked_settings(get_method(entry.method, list(methods_dirs)), entry)
+        starting_point(init_source(benchmark, entry), benchmark.backbone)
     todo = cells(entries, seeds, fractions)
     requests = [cell_request(benchmark, cell, out, methods_dirs, cache_dir, compute) for cell in todo]
     start = time.perf_counter()

@@ -127,6 +127,25 @@ def loss_curves(logs: dict[str, pd.DataFrame], path: Path, trivial: dict[str, fl
     save(fig, path)
 
 
+def budget_curves(curves: dict[str, dict[int, list[float]]], path: Path) -> None:
+    """Test mean AUROC against pretraining steps (the runs' budget probes at 1/4, 1/2 and all of
+    the schedule), averaged over seeds, with each seed's points faint: a line still rising at the
+    right edge belongs to a method that was still improving when its schedule ended."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    labels = list(curves)
+    for colour, style, label in zip(palette(len(labels)), line_styles(len(labels)), labels):
+        steps = sorted(curves[label])
+        for step in steps:
+            ax.scatter([step] * len(curves[label][step]), curves[label][step], color=colour, alpha=0.3, s=8)
+        ax.plot(steps, [np.mean(curves[label][step]) for step in steps], marker="o", color=colour,
+                linestyle=style, label=label)
+    ax.set_xlabel("pretraining steps")
+    ax.set_ylabel("mean test AUROC")
+    ax.set_title("Budget curves: the default probe at 1/4, 1/2 and all of each schedule (dots: seeds)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="method")
+    save(fig, path)
+
+
 def label_efficiency(table: pd.DataFrame, path: Path) -> None:
     """Mean AUROC against the fraction of labelled training patients, with the 95% interval band.
     Methods run at a single fraction are left out when others have a curve: dots would bury it."""

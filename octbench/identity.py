@@ -14,12 +14,16 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from octbench.benchmark import Benchmark, MethodEntry, find_entry
 from octbench.clinical import parse_clinical_spec
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError, closest
 from octbench.method import Method, MethodOptions
+
+if TYPE_CHECKING:
+    from octbench.init import StartingPoint
 
 HASH_LENGTH = 8  # in folder names; metrics.json keeps the full key hash
 
@@ -70,13 +74,29 @@ class RunIdentity:
     key: dict  # every field the record depends on
     digest: str  # sha256 of the key
     pretrain_digest: str  # of the fields its pretraining depends on: shared across label fractions
+    init: dict | None = None  # the backbone's starting point as records state it (None: random)
+    label: str = ""  # the row its tables show (run_label)
 
     def metrics_fields(self) -> dict:
         """The key's fields as metrics.json stores them (everything that groups runs reads these)."""
         key = self.key
         return {"key": self.digest, "pretrain_key": self.pretrain_digest, "options": key["options"],
                 "backbone": key["backbone"], "schedule": {k: key["pretrain"][k] for k in ("steps", "batch_size")},
-                "cohort": key["cohort"]}
+                "cohort": key["cohort"], "init": self.init}
+
+
+def init_source(benchmark: Benchmark, entry: MethodEntry) -> str:
+    """Where the run's backbone starts: the entry's own init (an imagenet-init entry), else the
+    benchmark's ([pretrain] init, --init); "" for a random start."""
+    return entry.init or benchmark.pretrain.init
+
+
+def run_label(entry: MethodEntry, start: StartingPoint | None) -> str:
+    """The entry's label; started from the benchmark's --init, with that init too, so that the
+    leaderboard keeps it in a row apart from the same entry started at random."""
+    if start is None or entry.init:
+        return entry.display()
+    return f"{entry.display()} (init {start.shown()})"
 
 
 def digest_of(fields: dict) -> str:
@@ -84,25 +104,32 @@ def digest_of(fields: dict) -> str:
 
 
 def run_identity(benchmark: Benchmark, entry: MethodEntry, method_cls: type[Method], options: MethodOptions,
-                 cohort: Cohort, seed: int, label_fraction: float) -> RunIdentity:
+                 cohort: Cohort, seed: int, label_fraction: float, start: StartingPoint | None = None) -> RunIdentity:
     spec = dataclasses.asdict(benchmark.cohort)
     for where in ("tables", "table", "image_root"):  # where the files are is not what they hold
         spec.pop(where)
+    if benchmark.cohort.source != "simulated":  # how files became B-scans; the simulator renders its own
+        spec["images"] = dataclasses.asdict(benchmark.images)
+    schedule = dataclasses.asdict(benchmark.pretrain)
+    schedule.pop("init")  # keyed below by the weights' content: a random start keeps the keys it always had
     pretraining = {"benchmark": benchmark.name, "method": method_cls.name, "options": options.record(),
-                   "backbone": benchmark.backbone, "pretrain": dataclasses.asdict(benchmark.pretrain),
+                   "backbone": benchmark.backbone, "pretrain": schedule,
                    "cohort": {"source": benchmark.cohort.source, "fingerprint": cohort.fingerprint(), "spec": spec},
                    "seed": seed}
+    if start is not None:
+        pretraining["init"] = start.key()
     if method_cls.trains_on == "biomarkers":  # its pretraining sees the labels of the fraction's patients
         pretraining["label_fraction"] = float(label_fraction)
     key = {**pretraining, "label_fraction": float(label_fraction), "evaluate": dataclasses.asdict(benchmark.evaluate)}
     digest = digest_of(key)
-    name = readable_name(benchmark, entry, method_cls, options, seed, label_fraction) + f"-{digest[:HASH_LENGTH]}"
-    return RunIdentity(name, key, digest, digest_of(pretraining))
+    name = readable_name(benchmark, entry, method_cls, options, seed, label_fraction, start)
+    return RunIdentity(f"{name}-{digest[:HASH_LENGTH]}", key, digest, digest_of(pretraining),
+                       start.record() if start is not None else None, run_label(entry, start))
 
 
 def readable_name(benchmark: Benchmark, entry: MethodEntry, method_cls: type[Method], options: MethodOptions,
-                  seed: int, label_fraction: float) -> str:
-    """entry[-labels]_backbone_schedule_benchmark_seed_fraction[_protocol], e.g.
+                  seed: int, label_fraction: float, start: StartingPoint | None = None) -> str:
+    """entry[-labels][-init]_backbone_schedule_benchmark_seed_fraction[_protocol], e.g.
     clinical-supcon-bcva0.5-cst0.5_resnet18_128xb-120s_default_seed0_lf1.0."""
     name = entry.alias or method_cls.name
     if not entry.alias:
@@ -111,6 +138,8 @@ def readable_name(benchmark: Benchmark, entry: MethodEntry, method_cls: type[Met
             name += f"-bins{options.bins}" if options.bins else ""
         name += "".join(f"-{k.replace('_', '')}{v:g}" if isinstance(v, float) else f"-{k.replace('_', '')}{v}"
                         for k, v in options.settings)
+    if start is not None and not (entry.alias and entry.init):  # an entry's alias names its own init
+        name += f"-init{start.short()}"
     b = benchmark
     schedule = f"_{b.pretrain.batch_size}xb-{b.pretrain.steps}s" if method_cls.n_views else ""
     protocol = "" if b.evaluate.protocol == "linear" else f"_{b.evaluate.protocol}"  # the default stays implicit

@@ -121,7 +121,7 @@ def toml_value(value) -> str:
 def entry_table(entry: MethodEntry) -> str | dict:
     """A method entry as a benchmark file writes it: a name, or a table with its options."""
     table = {"name": entry.method, "label": entry.label, "alias": entry.alias, "clinical": entry.clinical,
-             "bins": entry.bins, **dict(entry.options)}
+             "bins": entry.bins, "init": entry.init, **dict(entry.options)}
     table = {k: v for k, v in table.items() if v not in ("", None)}
     return entry.method if list(table) == ["name"] else table
 

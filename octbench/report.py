@@ -144,11 +144,28 @@ def write_report(work: Path, runs: list[RunResult], table: pd.DataFrame, benchma
         figures.loss_curves(logs, work / "loss_curves.png",
                             trivial={label: first_seed[label].metrics.get("trivial_loss") for label in logs})
     figures.label_efficiency(table, work / "label_efficiency.png")
+    curves = budget_points({label: cells[label, full] for label in order})
+    if curves:
+        figures.budget_curves(curves, work / "budget_curves.png")
     if embedding and not any(isinstance(run, archive.ArchivedRun) for run in runs):
         best = at_full["best_method"].iloc[0] if "best_method" in at_full else None
         shown = embedding_runs([*([best] if best in first_seed else []), *order], first_seed)
         if shown:
             embedding_figure(shown, benchmark, work / EMBEDDING_FILE, log)
+
+
+def budget_points(runs_per_label: dict[str, list[RunResult]]) -> dict[str, dict[int, list[float]]]:
+    """Per method, the test mean AUROC of each seed at each budget step its records hold; methods
+    without pretraining (no budget probes) are left out."""
+    curves = {}
+    for label, runs in runs_per_label.items():
+        points: dict[int, list[float]] = {}
+        for run in runs:
+            for probe in run.metrics.get("budget") or []:
+                points.setdefault(int(probe["step"]), []).append(float(probe["mean_auroc"]))
+        if len(points) > 1:
+            curves[label] = points
+    return curves
 
 
 def scored_labels(runs: list[RunResult]) -> list[str]:

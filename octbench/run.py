@@ -24,7 +24,8 @@ from octbench.cohort import Cohort
 from octbench.collapse import training_health
 from octbench.errors import NotRankZero, OctbenchError
 from octbench.evaluate import evaluate, extract_features
-from octbench.identity import RunIdentity, method_options, resolve_entry, run_identity
+from octbench.identity import RunIdentity, init_source, method_options, resolve_entry, run_identity
+from octbench.init import StartingPoint, starting_point
 from octbench.locks import exclusive, launched_as_rank_zero
 from octbench.method import Method, MethodOptions
 from octbench.record import (
@@ -66,6 +67,11 @@ class RunRequest:
     def resolved_entry(self) -> MethodEntry:
         return self.entry or resolve_entry(self.benchmark, self.method, self.clinical, self.bins)
 
+    def starting_point(self) -> StartingPoint | None:
+        """The backbone's pretrained weights (--init, [pretrain] init or the entry's), read and
+        checked to fit the backbone; None for a random start. Read once per process."""
+        return starting_point(init_source(self.benchmark, self.resolved_entry()), self.benchmark.backbone)
+
 
 def check_leakage(cohort: Cohort, strict: bool) -> dict:
     """The leakage report; printed when it finds anything, and fatal under --strict."""
@@ -84,7 +90,7 @@ def planned_run(request: RunRequest, method_cls: type[Method], cohort: Cohort
     entry = request.resolved_entry()
     options = method_options(method_cls, entry, cohort.clinical_columns())
     identity = run_identity(request.benchmark, entry, method_cls, options, cohort, request.seed,
-                            request.label_fraction)
+                            request.label_fraction, request.starting_point())
     return options, identity, Path(request.out) / "runs" / identity.name
 
 
@@ -124,6 +130,7 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     benchmark = request.benchmark
     check_benchmark(benchmark)  # as resolved: command-line overrides included
     method_cls = get_method(request.resolved_entry().method, request.methods_dirs)
+    start = request.starting_point()  # a missing or ill-fitting init fails now, before the cohort loads
     cohort = load_cohort(benchmark, request.cache_dir)  # cached after the first run: cheap
     timing = {"cohort_s": time.perf_counter() - started}
     options, identity, final = planned_run(request, method_cls, cohort)
@@ -132,7 +139,7 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
     train_rows = labelled_train_rows(cohort, request.label_fraction, benchmark.cohort.seed)
     check_run_data(benchmark, method_cls, cohort, train_rows)  # before anything is written
     leakage = check_leakage(cohort, request.strict)  # only for a run that will be made
-    plan = PlannedRun(method_cls, options, identity, final, train_rows, leakage)
+    plan = PlannedRun(method_cls, options, identity, final, train_rows, leakage, start)
     if not launched_as_rank_zero():  # a process of a distributed launch: rank 0 holds the run's lock
         return make_run(request, plan, cohort, timing, started)
     with exclusive(final.with_name(f".{final.name}.lock"), f"run {identity.name}", wait=False):
@@ -150,6 +157,7 @@ class PlannedRun:
     final: Path
     train_rows: pd.DataFrame
     leakage: dict
+    start: StartingPoint | None = None  # the backbone's pretrained weights; None: random
 
 
 def reusable_record(final: Path, force: bool) -> dict | None:
@@ -168,7 +176,8 @@ def reusable_record(final: Path, force: bool) -> dict | None:
 def make_run(request: RunRequest, plan: PlannedRun, cohort: Cohort, timing: dict,
              started: float) -> tuple[Path, dict, bool]:
     pl.seed_everything(request.seed, verbose=False)  # the untrained backbone and heads depend on it
-    backbone, feature_dim = create_backbone(request.benchmark.backbone)
+    # The init is loaded before the method is built: its momentum copies (MoCo, BYOL, DINO) start from it.
+    backbone, feature_dim = create_backbone(request.benchmark.backbone, plan.start)
     method = plan.method_cls(backbone, feature_dim, plan.options)
     work = partial_dir(plan.final)
     if request.force:
@@ -213,14 +222,14 @@ def train_and_record(request: RunRequest, method: Method, options: MethodOptions
     timing.update(eval_timing)
     timing["total_s"] = time.perf_counter() - started
     entry = request.resolved_entry()
-    metrics = {"run_id": identity.name, "method": method_cls.name, "label": entry.display(),
+    metrics = {"run_id": identity.name, "method": method_cls.name, "label": identity.label,
                "benchmark": benchmark.name, "seed": request.seed, "label_fraction": request.label_fraction,
                **identity.metrics_fields(), **metrics,
                "trivial_loss": method.trivial_loss(benchmark.pretrain.batch_size) if method_cls.n_views else None,
                "timing": {k: round(v, 2) for k, v in timing.items()}}
     config = {
         "run_id": identity.name, "octbench_version": package_versions()["octbench"], "method": method_cls.name,
-        "method_paper": method_cls.paper, "key": identity.key,
+        "method_paper": method_cls.paper, "key": identity.key, "init": identity.init,
         "entry": dataclasses.asdict(entry),
         "clinical": [list(pair) for pair in options.clinical], "bins": options.bins, "seed": request.seed,
         "label_fraction": request.label_fraction, "pretraining_reused_from": donor and donor.name,

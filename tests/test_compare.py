@@ -18,7 +18,7 @@ from octbench.stats import holm_adjust, paired_bootstrap_p, patient_bootstrap_we
 
 TINY = str(Path(__file__).parent / "data" / "tiny.toml")
 REPORT_FILES = {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "auroc_heatmap.png", "roc_curves.png",
-                "loss_curves.png", "label_efficiency.png", "embedding_tsne.png"}
+                "loss_curves.png", "label_efficiency.png", "embedding_tsne.png", "budget_curves.png"}
 
 
 def clustered_scores(n_patients=60, per_patient=10, signal=1.0, seed=0):
