@@ -73,7 +73,7 @@ def test_the_real_biomarker_table_splits_by_patient_with_similar_prevalences(tmp
     real = pd.read_csv(OLIVES / "biomarker_csv_files" / "complete_biomarker_set.csv")
     six = ["IR HRF", "Partially attached vitreous face", "Fully attached vitreous face", "Fluid (IRF)", "DRT/ME",
            "Vitreous debris"]
-    real = real.dropna(subset=six)  # 14 rows leave a biomarker empty; the reader refuses them by line
+    real = real.dropna(subset=six)  # 12 rows leave a biomarker empty; the reader refuses them by line
     real.to_csv(tmp_path / "Biomarker_Clinical_Data_Images.csv", index=False)
     table = olives_cohort_table(tmp_path, split=SPLIT, seed=0)
     assert leakage_report(table)["patients_in_several_splits"] == []
