@@ -26,7 +26,7 @@ import pandas as pd
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
 from octbench.locks import exclusive
-from octbench.pixels import PixelRule, decode_frame, frame_count
+from octbench.pixels import PixelRule, decode_frame, frame_count, is_tiff
 
 PROBLEMS_LISTED = 20
 Entry = tuple[str, int]  # (file path, frame within the file)
@@ -182,13 +182,16 @@ def expand_volumes(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def volume_pages(path: str) -> int:
-    """Pages of a TIFF volume (other formats hold one B-scan; a bad file is reported when decoded)."""
+    """Pages of a TIFF volume, read from its headers only (other formats hold one B-scan; a bad
+    file is reported when decoded)."""
     try:
         with open(path, "rb") as file:
-            head = file.read(4)
-        if head not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-            return 1
-        return frame_count(Path(path).read_bytes())
+            if not is_tiff(file.read(4)):
+                return 1
+        import tifffile
+
+        with tifffile.TiffFile(path) as tiff:
+            return len(tiff.pages)
     except (OSError, ValueError):
         return 1
 
