@@ -14,6 +14,7 @@ import seaborn as sns  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from octbench import BIOMARKERS  # noqa: E402
+from octbench.collapse import final_loss, halfway_loss, sits_at_trivial_level  # noqa: E402
 
 LINE_STYLES = ("-", "--", "-.", ":")
 
@@ -86,21 +87,16 @@ def roc_curves(cell_scores: dict[str, tuple[np.ndarray, np.ndarray]], biomarkers
     save(fig, path)
 
 
-def final_loss(log: pd.DataFrame) -> float:
-    """Mean training loss over the last 10% of the logged steps (at least one)."""
-    losses = log["train_loss"].to_numpy()
-    return float(losses[-max(1, int(np.ceil(0.1 * len(losses)))):].mean())
-
-
-def at_trivial_level(log: pd.DataFrame, trivial: float | None, tolerance: float = 0.02) -> bool:
-    """Whether the final loss is within 2% of the loss of a network that learned nothing."""
-    return trivial is not None and len(log) > 0 and abs(final_loss(log) - trivial) <= tolerance * abs(trivial)
+def at_trivial_level(log: pd.DataFrame, trivial: float | None) -> bool:
+    """Whether the loss curve ends, no longer falling, at the loss of a network that learned nothing
+    (octbench/collapse.py)."""
+    return sits_at_trivial_level(final_loss(log), halfway_loss(log), trivial)
 
 
 def loss_curves(logs: dict[str, pd.DataFrame], path: Path, trivial: dict[str, float | None] | None = None) -> None:
     """Pretraining loss per method (small multiples: losses have different scales), with the
-    method's trivial level dashed where it is known; a panel whose final loss is within 2% of that
-    level says so in red."""
+    method's trivial level dashed where it is known; a panel whose curve ends within 2% of that level
+    and no longer falls says so in red."""
     trivial = trivial or {}
     n = len(logs)
     cols = min(4, n)
@@ -122,7 +118,7 @@ def loss_curves(logs: dict[str, pd.DataFrame], path: Path, trivial: dict[str, fl
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     fig.suptitle("Pretraining loss (first seed of each method); dashed: the loss of a network that learned "
-                 "nothing; red: final loss (last 10% of steps) within 2% of it")
+                 "nothing; red: the curve ends within 2% of it (last 10% of steps) and no longer falls")
     fig.tight_layout()
     save(fig, path)
 

@@ -139,7 +139,6 @@ def test_a_loss_curve_at_its_trivial_level_is_marked_in_red(drawn):
             "unknown": pd.DataFrame({"step": steps, "train_loss": 1.0 - steps / 300.0})}
     trivial = {"collapsed": 7.05, "learning": 7.05, "unknown": None}
     assert figures.at_trivial_level(logs["collapsed"], 7.05) and not figures.at_trivial_level(logs["learning"], 7.05)
-    assert figures.final_loss(logs["learning"]) == pytest.approx(7.0 - 95 / 30.0 - 0.0, abs=0.2)
     figures.loss_curves(logs, Path("unused.png"), trivial)
     axes = drawn[0].axes
     assert axes[0].get_title() == "collapsed: at trivial level" and axes[0].title.get_color() == "red"
@@ -147,12 +146,6 @@ def test_a_loss_curve_at_its_trivial_level_is_marked_in_red(drawn):
     dashed = [line for line in axes[0].get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 1 and dashed[0].get_ydata()[0] == pytest.approx(7.05)
     assert not [line for line in axes[2].get_lines() if line.get_linestyle() == "--"]
-
-
-def test_final_loss_is_the_mean_of_the_last_tenth_of_the_logged_steps():
-    log = pd.DataFrame({"step": range(20), "train_loss": [5.0] * 18 + [1.0, 3.0]})
-    assert figures.final_loss(log) == pytest.approx(2.0)
-    assert figures.final_loss(log.head(3)) == pytest.approx(5.0)  # fewer than ten: the last one
 
 
 def run_of(label: str, method: str, folder: Path) -> RunResult:
