@@ -1,11 +1,10 @@
-"""The ceiling of every table: the backbone trained end to end on the biomarker training labels."""
+"""The ceiling of every table: the backbone trained end to end on the expert training labels."""
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from octbench import BIOMARKERS
 from octbench.augment import ViewAugmentation
+from octbench.losses import label_loss
 from octbench.method import Method
 
 
@@ -21,8 +20,9 @@ class Supervised(Method):
 
     def __init__(self, backbone, feature_dim, options):
         super().__init__(backbone, feature_dim, options)
-        self.classifier = nn.Linear(feature_dim, len(BIOMARKERS))
+        # One output per biomarker (binary cross-entropy), or per class of a multi-class task (softmax).
+        self.classifier = nn.Linear(feature_dim, len(options.task.labels))
+        self.loss = label_loss(options.task.multiclass)
 
     def training_loss(self, views, batch) -> torch.Tensor:
-        logits = self.classifier(self.backbone(views[0]))
-        return F.binary_cross_entropy_with_logits(logits, batch["biomarkers"])
+        return self.loss(self.classifier(self.backbone(views[0])), batch["biomarkers"])

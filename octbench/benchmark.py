@@ -23,6 +23,7 @@ else:  # the same parser, as a package before Python 3.11 took it in
 from octbench import protocols
 from octbench.errors import OctbenchError, closest
 
+TASK_KINDS = ("binary", "multiclass")  # octbench/task.py
 SOURCES = ("simulated", "olives", "table", "folder")  # see load_cohort in octbench/run.py
 INTENSITY_RULES = ("percentile", "window")  # the rules of octbench/pixels.py
 RESIZE_MODES = ("pad", "crop", "squash")
@@ -94,6 +95,10 @@ class EvaluateSpec:
     protocol: str = "linear"
     probe_c: tuple = (0.01, 0.1, 1.0, 10.0)
     bootstrap: int = 1000
+    # How a table cohort's labels are scored (octbench/task.py): "binary" (each label column 0/1,
+    # one AUROC each) or "multiclass" ([cohort] labels names one column of class names). A folder
+    # cohort's class folders are always one multi-class task.
+    task: str = "binary"
 
 
 TRACKERS = ("none", "tensorboard", "mlflow", "wandb")  # see octbench/trackers.py
@@ -332,6 +337,7 @@ RULES = {
         "protocol": one_of(PROTOCOLS),
         "probe_c": probe_grid,
         "bootstrap": whole(100, " (the 95% interval's percentiles need that many resamples)"),
+        "task": one_of(TASK_KINDS),
     },
     LogSpec: {
         "logger": one_of(TRACKERS),

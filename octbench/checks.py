@@ -9,32 +9,35 @@ from __future__ import annotations
 
 import pandas as pd
 
-from octbench import BIOMARKERS
 from octbench.benchmark import Benchmark
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
 
 # What each split's two classes are needed for. The test split's (AUROC, on the rows that count
-# for each biomarker) is checked where the cohort is loaded, in octbench/run.py's load_cohort.
+# for each label) is checked where the cohort is loaded (octbench/sources/__init__.py).
 NEEDS_BOTH_CLASSES = {"train": "its probe is fitted on them", "val": "the probe is chosen by validation AUROC"}
 
 
 def check_splits(cohort: Cohort, train_rows: pd.DataFrame, where: str) -> None:
     """Train (the labelled rows this run probes on), val and test have patients, and train and val
-    hold both classes of every biomarker."""
+    hold both values of every label (for a multi-class task: B-scans of every class and of others)."""
     rows = {"train": train_rows, "val": cohort.part("val"), "test": cohort.part("test")}
     for split, part in rows.items():
         if part.empty:
-            raise OctbenchError(f"{where}: the {split} split has no biomarker-labelled B-scans; give it patients "
+            raise OctbenchError(f"{where}: the {split} split has no expert-labelled B-scans; give it patients "
                                 "([cohort] split, patients or the *_scans counts, or a larger --limit)")
     for split, why in NEEDS_BOTH_CLASSES.items():
         part = rows[split]
-        for biomarker in BIOMARKERS:
-            values = part[biomarker].dropna().unique()
+        labels = cohort.labels_of(part)
+        what = "class" if cohort.task.multiclass else "biomarker"
+        for j, name in enumerate(cohort.task.labels):
+            values = sorted(set(labels[:, j].tolist()))
             if len(values) < 2:
                 only = ", ".join(f"{v:g}" for v in values) or "none"
+                state = (f"holds {'no' if values == [0] else 'every one'} of the" if cohort.task.multiclass
+                         else f"has a single class ({only}) among the")
                 raise OctbenchError(
-                    f"{where}: biomarker {biomarker} has a single class ({only}) among the {len(part)} {split} "
+                    f"{where}: {what} {name} {state} {len(part)} {split} "
                     f"B-scans of {part['patient'].nunique()} patients, and {why}; give the {split} split more "
                     "patients ([cohort] split, or a larger --limit) or balance the cohort's labels")
 

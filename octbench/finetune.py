@@ -14,22 +14,26 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from octbench.benchmark import PretrainSpec
 from octbench.evaluate import check_both_classes, extract_features
+from octbench.losses import label_scores
 from octbench.method import Method, MethodOptions
 from octbench.methods.supervised import Supervised
 from octbench.protocols import ProbeResult
+from octbench.task import BIOMARKER_TASK, Task
 from octbench.training import InMemoryBatches, pretrain
 
 
 def finetune_probe(method: Method, images: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                   spec: PretrainSpec, seed: int, work_dir: Path) -> ProbeResult:
-    """Logits of the fine-tuned network on val and test, and its validation AUROCs; `method` is not changed."""
-    check_both_classes({split: labels[split] for split in ("train", "val")})
-    tuner = Supervised(copy.deepcopy(method.backbone), method.feature_dim, MethodOptions())
+                   spec: PretrainSpec, seed: int, work_dir: Path, task: Task = BIOMARKER_TASK) -> ProbeResult:
+    """Scores of the fine-tuned network on val and test (logits; class probabilities for a
+    multi-class task), and its validation AUROCs; `method` is not changed."""
+    check_both_classes({split: labels[split] for split in ("train", "val")}, task)
+    tuner = Supervised(copy.deepcopy(method.backbone), method.feature_dim, MethodOptions(task=task))
     data = InMemoryBatches(images["train"], np.zeros((len(labels["train"]), 0), dtype=np.int64), labels["train"])
     folder = work_dir / "finetune"
     folder.mkdir(parents=True, exist_ok=True)
@@ -37,6 +41,7 @@ def finetune_probe(method: Method, images: dict[str, np.ndarray], labels: dict[s
     (folder / "pretrain_log.csv").replace(work_dir / "finetune_log.csv")
     shutil.rmtree(folder)  # its checkpoints, kept until here for a stopped run to resume from
     network = Method(nn.Sequential(tuner.backbone, tuner.classifier), method.feature_dim, MethodOptions())
-    val = extract_features(network, images["val"])
+    val, test = (label_scores(task.multiclass, torch.from_numpy(extract_features(network, images[split]))).numpy()
+                 for split in ("val", "test"))
     val_auroc = [float(roc_auc_score(labels["val"][:, j], val[:, j])) for j in range(val.shape[1])]
-    return ProbeResult(extract_features(network, images["test"]), val, {"steps": spec.steps, "val_auroc": val_auroc})
+    return ProbeResult(test, val, {"steps": spec.steps, "val_auroc": val_auroc})

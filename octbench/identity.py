@@ -21,6 +21,7 @@ from octbench.clinical import parse_clinical_spec
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError, closest
 from octbench.method import Method, MethodOptions
+from octbench.task import BIOMARKER_TASK, Task
 
 if TYPE_CHECKING:
     from octbench.init import StartingPoint
@@ -39,16 +40,18 @@ def resolve_entry(benchmark: Benchmark, handle: str, clinical: str | None = None
     return entry
 
 
-def method_options(method_cls: type[Method], entry: MethodEntry, clinical_columns: list[str]) -> MethodOptions:
-    """The entry's options, checked against what the method takes."""
+def method_options(method_cls: type[Method], entry: MethodEntry, clinical_columns: list[str],
+                   task: Task = BIOMARKER_TASK) -> MethodOptions:
+    """The entry's options, checked against what the method takes; `task`: the cohort's labels."""
     settings = checked_settings(method_cls, entry)
     if not method_cls.takes_clinical:
         if entry.clinical or entry.bins:
             raise OctbenchError(f"method {method_cls.name!r} does not use clinical labels; "
                                 "--clinical and --bins apply to clinical-supcon")
-        return MethodOptions(settings=settings)
+        return MethodOptions(settings=settings, task=task)
     spec = entry.clinical or method_cls.default_clinical
-    return MethodOptions(clinical=parse_clinical_spec(spec, clinical_columns), bins=entry.bins, settings=settings)
+    return MethodOptions(clinical=parse_clinical_spec(spec, clinical_columns), bins=entry.bins, settings=settings,
+                         task=task)
 
 
 def checked_settings(method_cls: type[Method], entry: MethodEntry) -> tuple[tuple[str, object], ...]:
@@ -120,7 +123,10 @@ def run_identity(benchmark: Benchmark, entry: MethodEntry, method_cls: type[Meth
         pretraining["init"] = start.key()
     if method_cls.trains_on == "biomarkers":  # its pretraining sees the labels of the fraction's patients
         pretraining["label_fraction"] = float(label_fraction)
-    key = {**pretraining, "label_fraction": float(label_fraction), "evaluate": dataclasses.asdict(benchmark.evaluate)}
+    evaluation = dataclasses.asdict(benchmark.evaluate)
+    if evaluation["task"] == "binary":  # the default: binary cohorts keep the keys they had before tasks
+        evaluation.pop("task")
+    key = {**pretraining, "label_fraction": float(label_fraction), "evaluate": evaluation}
     digest = digest_of(key)
     name = readable_name(benchmark, entry, method_cls, options, seed, label_fraction, start)
     return RunIdentity(f"{name}-{digest[:HASH_LENGTH]}", key, digest, digest_of(pretraining),

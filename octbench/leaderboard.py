@@ -82,6 +82,11 @@ class RunResult:
         return (self.metrics.get("cohort") or {}).get("fingerprint")
 
     @property
+    def multiclass(self) -> bool:
+        """Its cohort's labels are the classes of one multi-class task (octbench/task.py)."""
+        return (self.metrics.get("task") or {}).get("kind") == "multiclass"
+
+    @property
     def collapsed(self) -> bool:
         """Its pretraining did not learn (octbench/collapse.py): marked, never ranked best."""
         return bool((self.metrics.get("health") or {}).get("collapsed"))
@@ -264,7 +269,15 @@ def summarise(runs: list[RunResult], aurocs: np.ndarray, y_true: np.ndarray, sco
         for j, biomarker in enumerate(biomarkers):
             row[f"{biomarker}_{metric}"] = per_seed[metric][:, j].mean()
         row[f"mean_{metric}"] = per_seed[metric].mean()
+    if runs[0].multiclass:  # the multi-class probe's accuracy: its most probable class, per seed
+        accuracy = [multiclass_accuracy(y_true, s) for s in scores]
+        row["accuracy"], row["accuracy_std"] = float(np.mean(accuracy)), spread(accuracy)
     return row
+
+
+def multiclass_accuracy(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Share of B-scans whose most probable class is their class ((n, k) one-hot and probabilities)."""
+    return float(np.mean(scores.argmax(axis=1) == y_true.argmax(axis=1)))
 
 
 def leaderboard(runs: list[RunResult], n_resamples: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -303,6 +316,7 @@ def leaderboard(runs: list[RunResult], n_resamples: int | None = None, seed: int
     sources = sorted({(run.metrics.get("cohort") or {}).get("source") or "" for run in runs} - {""})
     table.attrs.update({
         "benchmark": runs[0].metrics.get("benchmark", ""), "biomarkers": biomarkers,
+        "multiclass": runs[0].multiclass,
         "n_resamples": n_resamples, "p_floor": p_floor(n_resamples), "ranked_on_validation": on_validation,
         "protocols": sorted(table["protocol"].unique()),
         "cohort": {"source": ", ".join(sources) or None, "fingerprint": fingerprints[0] if fingerprints else None,
@@ -452,7 +466,9 @@ def header(table: pd.DataFrame, benchmark: str, commits, cohort, protocols) -> l
               else "chosen on test mean AUROC, as the records hold no validation scores")
     return [
         f"# Leaderboard: {benchmark}", "", " ".join(facts), "",
-        f"Test AUROC per biomarker, mean ± std over seeds. Rows are {order}: pretraining methods first, then "
+        ("Test one-vs-rest AUROC per class, and the multi-class probe's accuracy (its most probable class)"
+         if attrs.get("multiclass") else "Test AUROC per biomarker")
+        + f", mean ± std over seeds. Rows are {order}: pretraining methods first, then "
         f"the baselines ({', '.join(BASELINES)}) in a block of their own. **Bold**: the best pretraining "
         "value of each column.", "",
         f"`95% CI`: percentile interval of the seed-averaged mean AUROC over {n} hierarchical bootstrap "
@@ -477,9 +493,11 @@ def cell_text(value: float, std: float, seeds: int, best: float | None) -> str:
 
 
 def markdown_rows(part: pd.DataFrame, biomarkers: list[str], best: dict, ranked: bool) -> list[str]:
-    lines = ["| rank | method | seeds | " + " | ".join(biomarkers)
-             + " | mean | 95% CI | Δ best | Δ control | Δ next | gain, last half |",
-             "|---:|---|---:|" + "---:|" * len(biomarkers) + "---:|---|---|---|---|---:|"]
+    multiclass = "accuracy" in part.columns  # a multi-class task: its probe's accuracy after the mean AUROC
+    lines = ["| rank | method | seeds | " + " | ".join(biomarkers) + " | mean |" + (" accuracy |" if multiclass else "")
+             + " 95% CI | Δ best | Δ control | Δ next | gain, last half |",
+             "|---:|---|---:|" + "---:|" * len(biomarkers) + "---:|" + ("---:|" if multiclass else "")
+             + "---|---|---|---|---:|"]
     for row in part.to_dict("records"):
         cells = [cell_text(row[b], row[f"{b}_std"], row["seeds"], best.get(b)) for b in biomarkers]
         deltas = [format_delta(row[f"delta_{c}"], row[f"p_{c}"], bool(row[f"p_{c}_bound"])) for c, _ in COMPARISONS]
@@ -491,6 +509,8 @@ def markdown_rows(part: pd.DataFrame, biomarkers: list[str], best: dict, ranked:
         lines.append(f"| {row['rank'] if ranked else ''} | {name} | {seeds} | "
                      + " | ".join(cells)
                      + f" | {cell_text(row['mean_auroc'], row['mean_auroc_std'], row['seeds'], best.get('mean_auroc'))}"
+                     + (f" | {cell_text(row['accuracy'], row['accuracy_std'], row['seeds'], best.get('accuracy'))}"
+                        if multiclass else "")
                      + f" | [{row['ci_low']:.3f}, {row['ci_high']:.3f}] | " + " | ".join(deltas) + f" | {gain} |")
     return lines
 
@@ -518,8 +538,9 @@ def markdown(table: pd.DataFrame, benchmark: str, commits: list[str] = (), *, co
     several = table["protocol"].nunique() > 1
     chosen = "chosen on validation" if table.attrs.get("ranked_on_validation") else "chosen on test mean AUROC"
     for (fraction, protocol_name), part in table.groupby(["label_fraction", "protocol"], sort=False):
-        best = best_values(part, [*biomarkers, "mean_auroc"])
-        title = f"## Biomarker labels: {fraction:.0%} of training patients"
+        multiclass = table.attrs.get("multiclass", False)
+        best = best_values(part, [*biomarkers, "mean_auroc", *(["accuracy"] if multiclass else [])])
+        title = f"## {'Class' if multiclass else 'Biomarker'} labels: {fraction:.0%} of training patients"
         lines += [title + (f", {protocol_name}" if several else ""), ""]
         methods, baselines = part[~part["baseline"]], part[part["baseline"]]
         controls = sorted(set(part["control_method"].dropna()))
@@ -533,7 +554,9 @@ def markdown(table: pd.DataFrame, benchmark: str, commits: list[str] = (), *, co
             lines += ["Baselines (they frame the table and are never “best”):", "",
                       *markdown_rows(baselines, biomarkers, best, ranked=False), ""]
         lines += ["Average precision (AUPRC) / accuracy at the threshold chosen on validation, mean over seeds "
-                  "(— where the records hold no threshold):", "", *secondary_rows(part, biomarkers), ""]
+                  "(— where the records hold no threshold"
+                  + ("; a multi-class probe's accuracy is its most probable class, in the table above" if multiclass
+                     else "") + "):", "", *secondary_rows(part, biomarkers), ""]
     return "\n".join(lines)
 
 

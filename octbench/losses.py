@@ -51,3 +51,17 @@ def weighted_supcon_loss(features: torch.Tensor, labels: torch.Tensor, weights, 
     linear combination of one supervised contrastive term per clinical label."""
     return sum(w * supcon_loss(features, labels[:, j], temperature, gather_distributed)
                for j, w in enumerate(weights))
+
+
+def label_loss(multiclass: bool):
+    """The loss of a head's logits on (n, k) 0/1 expert labels: binary cross-entropy per label, or
+    softmax cross-entropy over the classes of a multi-class task (its labels one-hot)."""
+    if multiclass:
+        return lambda logits, targets: F.cross_entropy(logits, targets.argmax(dim=1))
+    return F.binary_cross_entropy_with_logits
+
+
+def label_scores(multiclass: bool, logits: torch.Tensor) -> torch.Tensor:
+    """What a head's logits score: themselves per binary label; class probabilities (softmax) for a
+    multi-class task, on which its one-vs-rest AUROCs are computed."""
+    return logits.softmax(dim=1) if multiclass else logits

@@ -35,6 +35,7 @@ from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
 from octbench.augment import ViewAugmentation
+from octbench.task import BIOMARKER_TASK, Task
 
 
 def momentum_copy(module: nn.Module, blank: nn.Module | None = None) -> nn.Module:
@@ -54,6 +55,9 @@ class MethodOptions:
     clinical: tuple[tuple[str, float], ...] = ()  # (cohort column, weight) pairs
     bins: int | None = None  # continuous clinical values: classes by exact value, or quantile bins
     settings: tuple[tuple[str, object], ...] = ()  # the method's own options (see Method.takes), sorted by key
+    # The cohort's expert labels, for methods that train on them (supervised); not in record():
+    # the cohort's fingerprint and spec key them.
+    task: Task = BIOMARKER_TASK
 
     def get(self, key: str, default):
         return dict(self.settings).get(key, default)

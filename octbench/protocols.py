@@ -10,10 +10,11 @@
 
 Every protocol is a plain function with one signature,
 
-    protocol(method, images, labels, benchmark, seed, work_dir) -> ProbeResult
+    protocol(method, images, labels, task, benchmark, seed, work_dir) -> ProbeResult
 
-images: uint8 B-scans (n, H, W) of 'train', 'val' and 'test'; labels: (n, k) 0/1 biomarker labels
-of 'train' and 'val' only, so that no protocol can read the test labels. Every hyperparameter is
+images: uint8 B-scans (n, H, W) of 'train', 'val' and 'test'; labels: (n, k) 0/1 labels (one-hot
+for a multi-class task) of 'train' and 'val' only, so that no protocol can read the test labels;
+task: what the labels are (octbench/task.py). Every hyperparameter is
 chosen on the validation split and the test split is scored once, by the chosen probe. A protocol
 is added by writing one function and one line in `PROTOCOLS`.
 """
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from octbench.benchmark import Benchmark
     from octbench.method import Method
+    from octbench.task import Task
 
 # The table is read when the command starts (benchmark checks, --protocol choices), which must stay
 # quick: the libraries a protocol needs (torch, scikit-learn, Lightning) are imported when it runs.
@@ -46,7 +48,7 @@ class ProbeResult:
     timing: dict = field(default_factory=dict)  # seconds per stage, recorded in metrics["timing"]
 
 
-Protocol = Callable[["Method", dict, dict, "Benchmark", int, Path], ProbeResult]
+Protocol = Callable[["Method", dict, dict, "Task", "Benchmark", int, Path], ProbeResult]
 
 
 def on_frozen_features(method: Method, images: dict[str, np.ndarray],
@@ -62,35 +64,36 @@ def on_frozen_features(method: Method, images: dict[str, np.ndarray],
     return dataclasses.replace(result, timing={"features_s": features_s, "probe_s": time.perf_counter() - start})
 
 
-def linear(method: Method, images: dict, labels: dict, benchmark: Benchmark, seed: int,
+def linear(method: Method, images: dict, labels: dict, task: Task, benchmark: Benchmark, seed: int,
            work_dir: Path) -> ProbeResult:
     from octbench.evaluate import linear_probe
 
-    return on_frozen_features(method, images,
-                              lambda features: linear_probe(features, labels, benchmark.evaluate.probe_c, seed))
+    return on_frozen_features(
+        method, images, lambda features: linear_probe(features, labels, benchmark.evaluate.probe_c, seed, task))
 
 
-def linear_sgd(method: Method, images: dict, labels: dict, benchmark: Benchmark, seed: int,
+def linear_sgd(method: Method, images: dict, labels: dict, task: Task, benchmark: Benchmark, seed: int,
                work_dir: Path) -> ProbeResult:
     from octbench.evaluate import sgd_linear_probe
 
-    return on_frozen_features(method, images, lambda features: sgd_linear_probe(features, labels, seed=seed))
+    return on_frozen_features(method, images,
+                              lambda features: sgd_linear_probe(features, labels, seed=seed, task=task))
 
 
-def knn(method: Method, images: dict, labels: dict, benchmark: Benchmark, seed: int,
+def knn(method: Method, images: dict, labels: dict, task: Task, benchmark: Benchmark, seed: int,
         work_dir: Path) -> ProbeResult:
     from octbench.evaluate import knn_probe
 
-    return on_frozen_features(method, images, lambda features: knn_probe(features, labels, seed=seed))
+    return on_frozen_features(method, images, lambda features: knn_probe(features, labels, seed=seed, task=task))
 
 
-def finetune(method: Method, images: dict, labels: dict, benchmark: Benchmark, seed: int,
+def finetune(method: Method, images: dict, labels: dict, task: Task, benchmark: Benchmark, seed: int,
              work_dir: Path) -> ProbeResult:
     """Trains a copy of the backbone (the method itself is left as it is), on the pretraining schedule."""
     from octbench.finetune import finetune_probe
 
     start = time.perf_counter()
-    result = finetune_probe(method, images, labels, benchmark.pretrain, seed, work_dir)
+    result = finetune_probe(method, images, labels, benchmark.pretrain, seed, work_dir, task)
     return dataclasses.replace(result, timing={"finetune_s": time.perf_counter() - start})
 
 

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 
-from octbench import BIOMARKERS
 from octbench.backbone import create_backbone
 from octbench.benchmark import Benchmark, MethodEntry, check_benchmark
 from octbench.budget import BudgetSnapshots, budget_curve
@@ -88,7 +87,7 @@ def planned_run(request: RunRequest, method_cls: type[Method], cohort: Cohort
                 ) -> tuple[MethodOptions, RunIdentity, Path]:
     """The method's options, the run's identity and the folder its record has (or will have)."""
     entry = request.resolved_entry()
-    options = method_options(method_cls, entry, cohort.clinical_columns())
+    options = method_options(method_cls, entry, cohort.clinical_columns(), cohort.task)
     identity = run_identity(request.benchmark, entry, method_cls, options, cohort, request.seed,
                             request.label_fraction, request.starting_point())
     return options, identity, Path(request.out) / "runs" / identity.name
@@ -99,7 +98,7 @@ def labelled_train_rows(cohort: Cohort, fraction: float, seed: int) -> pd.DataFr
 
     Patients are taken in one fixed random order, so every smaller set is nested in every larger
     one and label-efficiency curves compare like with like. The prefix grows, if needed, until
-    every biomarker has both classes (its probe needs them)."""
+    every label (every class) has both values (its probe needs them)."""
     rows = cohort.part("train")
     if not 0 < fraction <= 1:
         raise OctbenchError(f"label fraction {fraction} must be in (0, 1]")
@@ -108,7 +107,8 @@ def labelled_train_rows(cohort: Cohort, fraction: float, seed: int) -> pd.DataFr
     order = np.random.default_rng(seed).permutation(np.sort(rows["patient"].unique()))
     for count in range(max(1, math.ceil(fraction * len(order))), len(order) + 1):
         subset = rows[rows["patient"].isin(order[:count])]
-        if all(subset[b].nunique() == 2 for b in BIOMARKERS):
+        labels = cohort.labels_of(subset)
+        if ((labels.min(axis=0) == 0) & (labels.max(axis=0) == 1)).all():
             return subset
     return rows
 
@@ -118,7 +118,7 @@ def pretraining_data(cohort: Cohort, method_cls: type[Method], options: MethodOp
     if method_cls.trains_on == "biomarkers":
         rows = train_rows
         return InMemoryBatches(cohort.images_of(rows), clinical_class_matrix(rows, options.clinical, options.bins),
-                               cohort.biomarkers_of(rows))
+                               cohort.labels_of(rows))
     rows = cohort.part("pool")
     return InMemoryBatches(cohort.images_of(rows), clinical_class_matrix(rows, options.clinical, options.bins))
 

@@ -16,6 +16,7 @@ from octbench.cohort import Cohort
 from octbench.evaluate import accuracy_threshold, evaluate, metrics_on_test, metrics_on_validation
 from octbench.method import Method, MethodOptions
 from octbench.protocols import PROTOCOLS, ProbeResult
+from octbench.task import BIOMARKER_TASK
 
 K = len(BIOMARKERS)
 SIZE = 16
@@ -53,13 +54,13 @@ def tiny_benchmark(protocol: str = "linear") -> Benchmark:
 def splits_of(cohort: Cohort):
     rows = {split: cohort.part(split) for split in ("train", "val", "test")}
     return ({split: cohort.images_of(r) for split, r in rows.items()},
-            {split: cohort.biomarkers_of(rows[split]) for split in ("train", "val")}, rows)
+            {split: cohort.labels_of(rows[split]) for split in ("train", "val")}, rows)
 
 
 def test_the_benchmark_protocols_are_the_table_and_share_one_signature():
     assert benchmark.PROTOCOLS == tuple(PROTOCOLS)
     signatures = {name: list(inspect.signature(protocol).parameters) for name, protocol in PROTOCOLS.items()}
-    assert all(params == ["method", "images", "labels", "benchmark", "seed", "work_dir"]
+    assert all(params == ["method", "images", "labels", "task", "benchmark", "seed", "work_dir"]
                for params in signatures.values()), signatures
 
 
@@ -75,14 +76,14 @@ def test_every_protocol_scores_val_and_test_from_train_and_val_labels(name, tmp_
     images, labels, rows = splits_of(cohort)
     method = pixel_method()
     before = {k: v.clone() for k, v in method.state_dict().items()}
-    result = PROTOCOLS[name](method, images, labels, tiny_benchmark(name), 0, tmp_path)
+    result = PROTOCOLS[name](method, images, labels, BIOMARKER_TASK, tiny_benchmark(name), 0, tmp_path)
     assert isinstance(result, ProbeResult)
     assert result.test_scores.shape == (len(rows["test"]), K) and result.val_scores.shape == (len(rows["val"]), K)
     assert np.isfinite(result.test_scores).all() and np.isfinite(result.val_scores).all()
     assert result.chosen and result.timing
     assert all(torch.equal(before[k], v) for k, v in method.state_dict().items())  # the method is left as it was
     if name != "finetune":  # four fine-tuning steps learn little; the frozen probes separate the bands
-        y_test = cohort.biomarkers_of(rows["test"])
+        y_test = cohort.labels_of(rows["test"])
         assert min(roc_auc_score(y_test[:, j], result.test_scores[:, j]) for j in range(K)) > 0.9
     else:
         assert (tmp_path / "finetune_log.csv").exists()
@@ -92,7 +93,7 @@ def test_the_linear_protocol_takes_its_grid_from_the_benchmark(tmp_path):
     images, labels, _ = splits_of(tiny_cohort())
     for grid in [(0.5,), (0.02,)]:
         bench = Benchmark(name="tiny", evaluate=EvaluateSpec(probe_c=grid))
-        chosen = PROTOCOLS["linear"](pixel_method(), images, labels, bench, 0, tmp_path).chosen
+        chosen = PROTOCOLS["linear"](pixel_method(), images, labels, BIOMARKER_TASK, bench, 0, tmp_path).chosen
         assert {c["C"] for c in chosen.values()} == set(grid)
 
 
@@ -105,7 +106,7 @@ def test_threshold_maximises_accuracy_and_takes_the_middle_of_ties():
 
 
 def fixed_protocol(result: ProbeResult, seen: list):
-    def protocol(method, images, labels, benchmark, seed, work_dir):
+    def protocol(method, images, labels, task, benchmark, seed, work_dir):
         seen.append(sorted(labels))
         return result
     return protocol
@@ -119,7 +120,7 @@ def scores_for(y: np.ndarray, shift: float, seed: int) -> np.ndarray:
 def test_run_metrics_choose_thresholds_on_validation_and_score_counted_test_rows(tmp_path, monkeypatch):
     cohort = tiny_cohort(masked="IRF")
     _, labels, rows = splits_of(cohort)
-    y_val, y_test = labels["val"], cohort.biomarkers_of(rows["test"])
+    y_val, y_test = labels["val"], cohort.labels_of(rows["test"])
     # Test scores shifted by 3: the test split's own best threshold is far from the validation's.
     result = ProbeResult(scores_for(y_test, 3.0, 1), scores_for(y_val, 0.0, 2), {"C": "fixed"})
     seen = []

@@ -11,8 +11,9 @@ from PIL import Image
 from octbench.benchmark import CohortSpec
 from octbench.errors import OctbenchError
 from octbench.images import cohort_with_images, decode_bscan
-from octbench.sources import cohort_table
+from octbench.sources import cohort_table, task_of
 from octbench.sources.folder import folder_cohort_table
+from octbench.task import Task
 
 COHORT_COLUMNS = {"sample_id", "path", "patient", "eye", "split", "in_pool", "labelled"}
 
@@ -73,14 +74,17 @@ def kermany_folder(root, patients=6):
                 write_image(root / split / label / f"{label}-{number}-{patient}.jpeg")
 
 
-def test_folder_source_reads_kermany_layout_with_one_vs_rest_labels(tmp_path):
+def test_folder_source_reads_kermany_layout_as_one_multiclass_task(tmp_path):
     kermany_folder(tmp_path / "OCT2017")
-    table = folder_cohort_table(CohortSpec(source="folder", image_root=str(tmp_path / "OCT2017"),
-                                           validation_fraction=0.34))
-    assert COHORT_COLUMNS | {"CNV", "DME", "DRUSEN", "NORMAL"} <= set(table.columns)
-    assert len(table) == 48 and (table[["CNV", "DME", "DRUSEN", "NORMAL"]].sum(axis=1) == 1).all()
+    spec = CohortSpec(source="folder", image_root=str(tmp_path / "OCT2017"), validation_fraction=0.34)
+    table = folder_cohort_table(spec)
+    assert COHORT_COLUMNS | {"class"} <= set(table.columns)
+    task = task_of(spec, table)
+    assert task == Task(("CNV", "DME", "DRUSEN", "NORMAL"), "multiclass", "class")
+    assert len(table) == 48 and (task.matrix(table).sum(axis=1) == 1).all()
     row = table[table["sample_id"] == "train/CNV/CNV-1000002-2.jpeg"].iloc[0]
-    assert row["patient"] == 1000002 and row["CNV"] == 1 and row["NORMAL"] == 0
+    assert row["patient"] == 1000002 and row["class"] == "CNV"
+    assert task.matrix(table[table["sample_id"] == "train/CNV/CNV-1000002-2.jpeg"]).tolist() == [[1, 0, 0, 0]]
     assert set(table["split"]) == {"train", "val", "test"}
     assert table.groupby("patient")["split"].nunique().max() == 1
     assert table.loc[table["split"] == "test", "patient"].min() >= 1000100

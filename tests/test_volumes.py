@@ -52,7 +52,7 @@ def test_a_multi_page_tiff_gives_one_b_scan_per_page_in_the_folder_source(tmp_pa
     assert len(table) == 30 and sorted(table["slice"].unique()) == [0, 1, 2, 3, 4]
     assert table["sample_id"].is_unique
     # Labels given per volume (its class folder) hold for each of its pages.
-    assert table.groupby("patient")["CNV"].nunique().max() == 1
+    assert table.groupby("patient")["class"].nunique().max() == 1
     for _, row in table.iterrows():
         assert np.array_equal(cohort.images[row["image"]], pages[row["patient"]][int(row["slice"])])
     # The pages of one volume are not duplicates of each other.

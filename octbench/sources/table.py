@@ -9,8 +9,11 @@ label columns, named in the benchmark's [cohort] section:
     labels = ["IRF", "DRT_ME"]                    # default: the six canonical biomarkers
     clinical = ["age"]                            # further clinical values for --clinical
 
-A `split` column (train / val / test) is used when present; otherwise patients are split by
-[cohort] split. Rows with every label present are labelled; training rows form the pool.
+Label columns are 0/1 (each scored by its AUROC), or, with `[evaluate] task = "multiclass"`, `labels` names
+one column of class names (`labels = ["diagnosis"]`: CNV, DME, ...), scored one-vs-rest per class
+plus multi-class accuracy (octbench/task.py). A `split` column (train / val / test) is used when
+present; otherwise patients are split by [cohort] split. Rows with every label present are
+labelled; training rows form the pool.
 """
 
 from __future__ import annotations
@@ -57,10 +60,22 @@ def split_column(frame: pd.DataFrame, column: str, file: Path) -> pd.Series:
     return values
 
 
-def table_cohort_table(spec: CohortSpec) -> pd.DataFrame:
+def class_name(value) -> str | None:
+    if pd.isna(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def table_cohort_table(spec: CohortSpec, multiclass: bool = False) -> pd.DataFrame:
     file = Path(spec.table)
     frame = limit_by_patient_raw(read_csv(file), spec, file)
     labels = list(spec.labels or BIOMARKERS)
+    if multiclass and len(labels) != 1:
+        raise OctbenchError(f"[cohort] labels = {labels}: a multi-class task ([evaluate] task = \"multiclass\") "
+                            "reads its classes from one column; name exactly one (labels = [\"diagnosis\"]), or "
+                            "set [evaluate] task = \"binary\" for 0/1 label columns")
     problems = Problems()  # every missing column and bad value is reported at once
 
     def column(name: str, what: str | None = None) -> str | None:
@@ -93,6 +108,9 @@ def table_cohort_table(spec: CohortSpec) -> pd.DataFrame:
             table[name] = problems.check(integer_ids, frame, header, file)
     for name, header in label_columns.items():
         present = frame[header].notna()
+        if multiclass:  # class names, kept as text (a grade read as 35.0 stays "35"); task_of lists them
+            table[name] = frame[header].where(present).map(class_name)
+            continue
         values = problems.check(binary_labels, frame[present], header, file)
         table[name] = np.nan
         if values is not None:
