@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
 import warnings
 from pathlib import Path
 
-from octbench import BIOMARKERS
 from octbench.benchmark import PROTOCOLS, TRACKERS
 from octbench.errors import NotRankZero, OctbenchError
 from octbench.signals import Interrupted, stop_on_signals
@@ -302,12 +302,16 @@ def resolved_benchmark(args):
 
 
 def format_result(run_dir: Path, metrics: dict, reused: bool) -> str:
-    lines = [f"{'biomarker':<10} {'AUROC':>6}   95% CI (patient bootstrap)"]
-    for biomarker in BIOMARKERS:
-        lo, hi = metrics["auroc_ci"][biomarker]
-        lines.append(f"{biomarker:<10} {metrics['auroc'][biomarker]:6.3f}   [{lo:.3f}, {hi:.3f}]")
+    multiclass = (metrics.get("task") or {}).get("kind") == "multiclass"
+    width = max(10, *(len(label) for label in metrics["auroc"]))
+    lines = [f"{'class' if multiclass else 'biomarker':<{width}} {'AUROC':>6}   95% CI (patient bootstrap)"]
+    for label, auroc in metrics["auroc"].items():
+        lo, hi = metrics["auroc_ci"][label]
+        lines.append(f"{label:<{width}} {auroc:6.3f}   [{lo:.3f}, {hi:.3f}]")
     lo, hi = metrics.get("mean_auroc_ci", [float("nan")] * 2)
-    lines.append(f"{'mean':<10} {metrics['mean_auroc']:6.3f}   [{lo:.3f}, {hi:.3f}]")
+    lines.append(f"{'mean':<{width}} {metrics['mean_auroc']:6.3f}   [{lo:.3f}, {hi:.3f}]")
+    if multiclass:
+        lines.append(f"{'accuracy':<{width}} {metrics['accuracy']:6.3f}   (most probable class)")
     header = f"{metrics['method']} on {metrics['benchmark']}, seed {metrics['seed']}"
     header += " (reused; --force reruns)" if reused else f" ({metrics['timing']['total_s']:.0f} s)"
     return "\n".join([header, *lines, f"run record: {run_dir}"])
@@ -433,6 +437,35 @@ def command_list(args) -> None:
         for entry in benchmark.methods:
             handle = f"--method {entry.handle}" if entry.alias else entry.handle
             print(f"  {'':<{width}}    {handle:<40} {entry.display()}")
+    print_sources_and_formats()
+
+
+SOURCE_NOTES = {  # [cohort] source = ...: what each reads (octbench/sources/)
+    "simulated": "the default: a simulated OLIVES-like cohort, calibrated to the real label tables",
+    "olives": "the OLIVES label tables (official final_csvs_1, or the Zenodo release's CSVs) and their images",
+    "table": "your CSV, one row per B-scan or volume: path, patient, clinical values, 0/1 labels or a class column",
+    "folder": "class sub-folders (OCT2017 / Kermany layout), optionally under train/ val/ test/: a multi-class task",
+}
+
+
+def print_sources_and_formats() -> None:
+    from octbench.vendor import EXTRA_HINT, VENDOR_FORMATS, available
+
+    print("sources ([cohort] source):")
+    for name, note in SOURCE_NOTES.items():
+        print(f"  {name:<10} {note}")
+    print("image formats:")
+    print(f"  {'built in':<10} PNG, JPEG, BMP, TIFF (a multi-page TIFF is a volume: one B-scan per page); "
+          "16-bit and float by the [images] intensity rule")
+    readable, have_eyepy = available(), importlib.util.find_spec("eyepy") is not None
+    for suffix, (name, function, need) in VENDOR_FORMATS.items():
+        if readable[suffix]:
+            state = "available"
+        elif have_eyepy:
+            state = f"needs pip install {need}"
+        else:
+            state = f"needs {EXTRA_HINT}" + (f" and {need}" if need else "")
+        print(f"  {suffix:<10} {name:<12} eyepy.{function:<18} {state}")
 
 
 # Where the libraries' banners come from: Lightning's "GPU available / TPU available / HPU available"

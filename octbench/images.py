@@ -26,7 +26,8 @@ import pandas as pd
 from octbench.cohort import Cohort
 from octbench.errors import OctbenchError
 from octbench.locks import exclusive
-from octbench.pixels import PixelRule, decode_frame, frame_count, is_tiff
+from octbench.pixels import PixelRule, decode_frame, fit_frame, frame_count, is_tiff
+from octbench.vendor import VENDOR_FORMATS, available, is_vendor_file, page_hash, read_volume
 
 PROBLEMS_LISTED = 20
 Entry = tuple[str, int]  # (file path, frame within the file)
@@ -79,11 +80,21 @@ def build_cache(entries: list[Entry], rule: PixelRule, target: Path, workers: in
     def decode(index: int) -> str | None:
         path, frame = entries[index]
         try:
-            data = Path(path).read_bytes()
-            frames = frame_count(data)
+            if is_vendor_file(path):
+                volume = read_volume(path)
+                frames = len(volume)
+            else:
+                data = Path(path).read_bytes()
+                frames = frame_count(data)
             if frames > 1 and (path, frame) in whole_files:
                 raise ValueError(f"holds {frames} B-scans (a volume) where one was expected; list it as a volume "
                                  "(one row per file, expanded to its pages) or name a page with a slice column")
+            if is_vendor_file(path):
+                if frame >= frames:
+                    raise ValueError(f"has {frames} B-scans, no B-scan {frame}")
+                images[index] = fit_frame(volume[frame], rule)
+                hashes[index] = page_hash(volume[frame])
+                return None
             images[index] = decode_frame(data, frame, rule)
         except (OSError, ValueError) as error:
             return f"{path}{f' (page {frame})' if frame else ''}: {error}"
@@ -182,8 +193,13 @@ def expand_volumes(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def volume_pages(path: str) -> int:
-    """Pages of a TIFF volume, read from its headers only (other formats hold one B-scan; a bad
-    file is reported when decoded)."""
+    """Pages of a TIFF volume, read from its headers only; B-scans of a vendor volume (eyepy);
+    other formats hold one B-scan. A bad file is reported when decoded."""
+    if is_vendor_file(path):
+        try:
+            return len(read_volume(path))
+        except ValueError:
+            return 1
     try:
         with open(path, "rb") as file:
             if not is_tiff(file.read(4)):
@@ -196,9 +212,26 @@ def volume_pages(path: str) -> int:
         return 1
 
 
+def check_vendor_readers(paths: pd.Series) -> None:
+    """A cohort of vendor volumes that cannot be read here fails in one line naming what to install."""
+    suffixes = {Path(p).suffix.lower() for p in paths.unique() if is_vendor_file(p)}
+    if not suffixes:
+        return
+    readable = available()
+    missing = sorted(s for s in suffixes if not readable[s])
+    if not missing:
+        return
+    formats = ", ".join(f"{VENDOR_FORMATS[s][0]} ({s})" for s in missing)
+    needs = sorted({VENDOR_FORMATS[s][2] for s in missing} - {""})
+    also = f", and {' and '.join(needs)} for {'them' if len(missing) > 1 else 'it'}" if needs else ""
+    raise OctbenchError(f"the cohort holds {formats} volumes, which octbench reads through eyepy: install the vendor "
+                        f"extra, pip install 'octbench[vendor]'{also}")
+
+
 def cohort_with_images(table: pd.DataFrame, size: int | PixelRule, cache_dir: Path) -> Cohort:
     """A source's table (with `path`) plus its decoded images: `image` indexes the store, `frame`
     is the page of a volume file."""
+    check_vendor_readers(table["path"])
     table = expand_volumes(table)
     entries = sorted(set(zip(table["path"], table["frame"].astype(int))))
     images, hashes = image_store(entries, size, cache_dir)

@@ -1,7 +1,9 @@
 """From an image file's bytes to the model's square 8-bit B-scans: frames, intensity, geometry.
 
 A file may hold one B-scan (PNG, JPEG, BMP, a one-page TIFF) or a volume (a multi-page TIFF, one
-B-scan per page); `frame_count` says how many, and `decode_frame` decodes one of them. Nothing is
+B-scan per page); `frame_count` says how many, and `decode_frame` decodes one of them. Vendor
+volumes (HEYEX, Topcon, Duke, RETOUCH) are read by octbench/vendor.py, and their B-scans pass
+through `fit_frame` like any other. Nothing is
 dropped or truncated silently:
 - intensity: 8-bit B-scans stay as they are; 16-bit, 32-bit and float ones (RETOUCH's Heidelberg
   volumes, raw exports) are mapped to 0..255 by the benchmark's [images] rule, `percentile` (each B-scan's own
@@ -153,7 +155,12 @@ def decode_frame(data: bytes, frame: int, rule: PixelRule) -> np.ndarray:
     """(size, size) uint8 of one frame; ValueError says what is wrong with it."""
     if not data:
         raise ValueError("cannot be decoded: the file is empty (0 bytes); was the export interrupted?")
-    gray = to_8bit(to_gray(raw_frame(data, frame)), rule)
+    return fit_frame(raw_frame(data, frame), rule)
+
+
+def fit_frame(pixels: np.ndarray, rule: PixelRule) -> np.ndarray:
+    """(size, size) uint8 of one decoded frame (from a file here, or a vendor volume's B-scan)."""
+    gray = to_8bit(to_gray(pixels), rule)
     low, high = int(gray.min()), int(gray.max())
     if low == high:  # a blank export or a failed acquisition carries no B-scan
         raise ValueError(f"constant image (every pixel is {low}): an empty or blank B-scan")

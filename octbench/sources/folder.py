@@ -1,10 +1,12 @@
 """A folder of images with one sub-folder per class, as in OCT2017 (Kermany et al. 2018):
 CNV/, DME/, DRUSEN/, NORMAL/, optionally under train/ and test/ (and val/).
 
-Classes become one-vs-rest label columns named after the folders. The patient is the first run of
-digits in a file name (Kermany: `CNV-1016042-1.jpeg` is patient 1016042), so splits stay
-patient-level; without train/ and test/ folders, patients are split by [cohort] split. The
-folder carries no clinical values: eye is the patient, and BCVA / CST are absent.
+The class folders are one multi-class task (octbench/task.py): each B-scan's class is its folder's
+name, in the table's `class` column, scored one-vs-rest per class plus multi-class accuracy. The
+patient is the first run of digits in a file name (Kermany: `CNV-1016042-1.jpeg` is patient
+1016042), so splits stay patient-level; without train/ and test/ folders, patients are split by
+[cohort] split. The folder carries no clinical values: eye is the patient, and BCVA / CST are
+absent. A multi-page TIFF is a volume: each page becomes a B-scan of the file's class.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from octbench.errors import OctbenchError
 from octbench.sources.columns import limit_by_patient
 from octbench.splits import patient_level_split
 
-IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
+# Image files, and vendor volumes read through eyepy (octbench/vendor.py; not HEYEX XML, whose
+# export folder holds its B-scans as image files beside the XML).
+IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".vol", ".e2e", ".fda", ".mat"}
 SPLIT_FOLDERS = ("train", "val", "test")
 PATIENT_PATTERN = re.compile(r"(\d+)")
 
@@ -59,7 +63,7 @@ def folder_cohort_table(spec: CohortSpec) -> pd.DataFrame:
     table = limit_by_patient(pd.DataFrame(rows), spec.limit or None, spec.seed).reset_index(drop=True)
     classes = sorted(table["class"].unique())
     if len(classes) < 2:
-        raise OctbenchError(f"{root}: one class folder ({classes[0]}) only; one-vs-rest labels need two or more")
+        raise OctbenchError(f"{root}: one class folder ({classes[0]}) only; a classification task needs two or more")
     if not splits:
         split_of = patient_level_split(table["patient"].to_numpy(), dict(spec.split), spec.seed)
         table["split"] = table["patient"].map(split_of)
@@ -69,9 +73,7 @@ def folder_cohort_table(spec: CohortSpec) -> pd.DataFrame:
                                                      "val": spec.validation_fraction}, spec.seed)
         val = [p for p, s in carve.items() if s == "val"]
         table.loc[(table["split"] == "train") & table["patient"].isin(val), "split"] = "val"
-    for name in classes:
-        table[name] = (table["class"] == name).astype(np.int64)
     table["eye"] = table["patient"]
     table["labelled"] = True
     table["in_pool"] = table["split"] == "train"
-    return table.drop(columns="class")
+    return table
