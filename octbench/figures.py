@@ -170,22 +170,28 @@ def label_efficiency(table: pd.DataFrame, path: Path) -> None:
 def embedding_map(maps: dict[str, np.ndarray], biomarker: str, present: np.ndarray, patients: np.ndarray,
                   path: Path) -> None:
     """2-D maps (t-SNE) of the same test B-scans under several methods, one column per method: the
-    top row coloured by one biomarker, the bottom row by patient (clusters of one colour there are
-    patients told apart, not disease)."""
+    top row coloured by one biomarker (0/1 `present`) or by the class of a multi-class task (class
+    names in `present`), the bottom row by patient (clusters of one colour there are patients told
+    apart, not disease)."""
     k = len(maps)
     fig, axes = plt.subplots(2, k, figsize=(4.6 * k, 9.0), squeeze=False)
     codes = pd.factorize(pd.Series(patients))[0]
     n_patients = int(codes.max()) + 1 if len(codes) else 0
     repeat = ", 20 colours repeating" if n_patients > 20 else ""
     patient_colours = np.array(sns.color_palette("tab20", 20))[codes % 20]
-    status = np.asarray(present, dtype=float) == 1
-    biomarker_colours = {False: "#4a7ab7", True: "#d6453d"}
+    present = np.asarray(present)
+    if present.dtype.kind in "biuf":  # a biomarker: absent, then present drawn on top
+        groups = [(present.astype(float) == value, f"{biomarker} {name}", colour)
+                  for value, name, colour in ((0, "absent", "#4a7ab7"), (1, "present", "#d6453d"))]
+    else:  # the classes of a multi-class task
+        classes = sorted(set(present.tolist()))
+        palette = sns.color_palette("tab10", max(10, len(classes)))
+        groups = [(present == name, str(name), palette[i]) for i, name in enumerate(classes)]
     for column, (method, points) in enumerate(maps.items()):
         top, bottom = axes[0, column], axes[1, column]
-        for value, name in ((False, "absent"), (True, "present")):  # present drawn last, on top
-            part = status == value
-            top.scatter(points[part, 0], points[part, 1], s=6, linewidths=0, color=biomarker_colours[value],
-                        label=f"{biomarker} {name} ({part.sum()})")
+        for part, name, colour in groups:
+            top.scatter(points[part, 0], points[part, 1], s=6, linewidths=0, color=colour,
+                        label=f"{name} ({part.sum()})")
         bottom.scatter(points[:, 0], points[:, 1], s=6, linewidths=0, c=patient_colours)
         top.set_title(f"{method}\ncolour: {biomarker}", fontsize=10)
         bottom.set_title(f"{method}\ncolour: patient ({n_patients} patients{repeat})", fontsize=10)
@@ -193,7 +199,7 @@ def embedding_map(maps: dict[str, np.ndarray], biomarker: str, present: np.ndarr
         for ax in (top, bottom):
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"t-SNE of frozen test features: the same {len(status)} test B-scans in every panel "
+    fig.suptitle(f"t-SNE of frozen test features: the same {len(present)} test B-scans in every panel "
                  f"(stratified by patient and {biomarker})")
     fig.tight_layout()
     save(fig, path)

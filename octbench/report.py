@@ -208,11 +208,15 @@ def embedding_figure(runs: list[RunResult], benchmark: Benchmark, path: Path, lo
 
     cohort = load_cohort(benchmark, None)
     test = cohort.part("test")
-    candidates = [b for b in EMBEDDING_BIOMARKERS if b in test.columns] or [b for b in BIOMARKERS if b in test]
+    if cohort.task.multiclass:  # coloured by class
+        candidates = [cohort.task.column]
+    else:
+        labels = cohort.task.labels
+        candidates = [b for b in EMBEDDING_BIOMARKERS if b in labels] or list(labels)
     if not candidates:
-        log("embedding map skipped: the cohort has none of the biomarkers it is coloured by")
+        log("embedding map skipped: the cohort has no labels to colour it by")
         return
-    biomarker = min(candidates, key=lambda b: abs(test[b].mean() - 0.5))
+    biomarker = min(candidates, key=lambda b: 0 if cohort.task.multiclass else abs(test[b].mean() - 0.5))
     test = stratified_subsample(test, ["patient", biomarker], EMBEDDING_POINTS)
     images = cohort.images_of(test)
     maps = {}

@@ -88,7 +88,7 @@ def folder_runs(tmp_path_factory):
     oct2017_folder(root)
     bench = benchmark_file(root.parent / "oct2017.toml", f'source = "folder"\nimage_root = "{root}"')
     out, cache = tmp_path_factory.mktemp("results"), tmp_path_factory.mktemp("cache")
-    run(["compare", "--benchmark", str(bench), "--out", str(out), "--cache-dir", str(cache), "--no-embedding"])
+    run(["compare", "--benchmark", str(bench), "--out", str(out), "--cache-dir", str(cache)])
     return out, bench
 
 
@@ -124,7 +124,8 @@ def test_the_leaderboard_of_a_multiclass_cohort_takes_its_columns_from_the_recor
     assert raw["accuracy"] == pytest.approx(metrics["accuracy"])
     assert raw["mean_auroc"] == pytest.approx(metrics["mean_auroc"])
     markdown = (out / bench.stem / "leaderboard.md").read_text()
-    assert "NORMAL" in markdown and "accuracy" in markdown
+    assert "NORMAL" in markdown and "accuracy" in markdown and "one-vs-rest AUROC per class" in markdown
+    assert {"roc_curves.png", "auroc_heatmap.png", "embedding_tsne.png"} <= {p.name for p in (out / bench.stem).iterdir()}
 
 
 def test_an_oct2017_folder_of_multi_page_tiffs_gives_one_b_scan_per_page(tmp_path):
