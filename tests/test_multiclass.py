@@ -125,7 +125,8 @@ def test_the_leaderboard_of_a_multiclass_cohort_takes_its_columns_from_the_recor
     assert raw["mean_auroc"] == pytest.approx(metrics["mean_auroc"])
     markdown = (out / bench.stem / "leaderboard.md").read_text()
     assert "NORMAL" in markdown and "accuracy" in markdown and "one-vs-rest AUROC per class" in markdown
-    assert {"roc_curves.png", "auroc_heatmap.png", "embedding_tsne.png"} <= {p.name for p in (out / bench.stem).iterdir()}
+    figures = {p.name for p in (out / bench.stem).iterdir()}
+    assert {"roc_curves.png", "auroc_heatmap.png", "embedding_tsne.png"} <= figures
 
 
 def test_an_oct2017_folder_of_multi_page_tiffs_gives_one_b_scan_per_page(tmp_path):
