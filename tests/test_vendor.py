@@ -3,11 +3,14 @@
 How each format is tested:
 - Duke .mat: written by the test with scipy.io.savemat in the Duke layout, read by eyepy's own
   import_duke_mat, run end to end.
-- HEYEX .vol, .e2e, .xml, Topcon .fda, RETOUCH .mhd: nothing here writes them (eyepy 0.21's
-  HeVolWriter fails to build a file: its date fields get datetimes where the format's adapter
-  parses ISO strings, and a float for the 8-byte exam time), so octbench's reading is tested on
-  the structure eyepy parses them into: eyepy's import function is replaced by one returning an
-  eyepy EyeVolume the test builds, and a .vol cohort runs end to end on it.
+- HEYEX .vol: written by the test with eyepy's own definition of the format (vol_format.build),
+  read by eyepy's import_heyex_vol, run end to end. (eyepy 0.21's HeVolWriter cannot build a file:
+  it passes datetimes where the format's date adapter parses ISO strings, counts a B-scan's layers
+  before they exist and iterates their names as layers; and the adapter gives the 8-byte exam time
+  a float, which the test rounds.)
+- HEYEX .e2e, .xml, Topcon .fda, RETOUCH .mhd: nothing here writes them, so octbench's reading is
+  tested on the structure eyepy parses them into: eyepy's import function is replaced by one
+  returning an eyepy EyeVolume the test builds.
 """
 
 import json
@@ -128,25 +131,50 @@ def test_a_duke_mat_cohort_runs_end_to_end(tmp_path):
     assert metrics["mean_auroc"] > 0.9
 
 
-def test_a_heyex_vol_cohort_runs_end_to_end_on_eyepys_parsed_volumes(tmp_path, monkeypatch):
+@pytest.fixture
+def vol_writer(monkeypatch):
+    """Writes a HEYEX VOL export with eyepy's own format definition; raw intensities in [0, 1]."""
+    from eyepy.io import utils as eyepy_io
+    from eyepy.io.he.vol_reader import vol_format
+
+    int_date = type(eyepy_io.IntDate)  # the 8-byte exam time: eyepy's adapter gives it a float
+    encode = int_date._encode
+    monkeypatch.setattr(int_date, "_encode", lambda self, obj, context, path: round(encode(self, obj, context, path)))
+
+    def write(path: Path, volume: np.ndarray) -> None:
+        n, height, width = volume.shape
+        date = "2020-01-01T00:00:00"
+        bscans = [dict(bscan_hdr_size=256, start_x=0.0, start_y=0.1 * i, end_x=3.0, end_y=0.1 * i, num_seg=0,
+                       quality=30.0, shift=0, iv_transformation=[0] * 6,
+                       layer_segmentations=np.zeros((0, width), np.float32), data=volume[i].astype(np.float32))
+                  for i in range(n)]
+        path.write_bytes(vol_format.build(dict(
+            size_x=width, size_y=height, n_bscans=n, scale_x=0.01, scale_y=0.004, distance=0.1, size_x_slo=64,
+            size_y_slo=64, scale_x_slo=0.01, scale_y_slo=0.01, field_size_slo=30, scan_focus=0.0,
+            scan_position="OD", exam_time=date, scan_pattern=1, id="exam", reference_id="exam", pid=1,
+            patient_id="p", dob=date, vid=0, visit_id="visit", visit_date=date, grid_type=0, grid_offset=0,
+            grid_type1=0, grid_offset1=0, prog_id="octbench tests", localizer=np.zeros((64, 64), np.uint8),
+            bscans=bscans)))
+
+    return write
+
+
+def test_a_heyex_vol_written_here_is_read_by_eyepy_page_by_page(tmp_path, vol_writer):
+    raw = np.random.default_rng(3).uniform(0.0, 0.5, (5, 40, 30))
+    vol_writer(tmp_path / "eye.vol", raw)
+    read = vendor.read_volume_uncached(tmp_path / "eye.vol")
+    assert read.shape == (5, 40, 30) and read.dtype == np.uint8  # eyepy's HEYEX display transform
+    assert np.array_equal(read, eyepy.import_heyex_vol(tmp_path / "eye.vol").data)
+    assert len({page.tobytes() for page in read}) == 5
+
+
+def test_a_heyex_vol_cohort_runs_end_to_end(tmp_path, vol_writer):
     rng = np.random.default_rng(2)
-    volumes = {}
     for cls, name in enumerate(("CNV", "NORMAL")):
         (tmp_path / "vol" / name).mkdir(parents=True)
         for patient in range(8):
-            path = tmp_path / "vol" / name / f"{name}-{100 * cls + patient}.vol"
-            path.write_bytes(b"HSF-OCT-103 " + rng.bytes(64))  # stands for the export; its parse is below
-            volumes[path.resolve()] = np.round(band_volume(rng, cls)).astype(np.uint8)  # VOL: 8-bit after eyepy
-    read = []
-
-    def import_heyex_vol(path):
-        read.append(Path(path).resolve())
-        return eye_volume(volumes[Path(path).resolve()])
-
-    monkeypatch.setattr(eyepy, "import_heyex_vol", import_heyex_vol)
-    vendor._volumes.clear()
+            vol_writer(tmp_path / "vol" / name / f"{name}-{100 * cls + patient}.vol", band_volume(rng, cls) / 512)
     metrics = run_folder(tmp_path, tmp_path / "vol")
-    assert set(read) == set(volumes)
     assert list(metrics["auroc"]) == ["CNV", "NORMAL"] and metrics["n_test_scans"] % 4 == 0
     assert metrics["mean_auroc"] > 0.9
 
