@@ -46,8 +46,8 @@ CLINICAL_METHOD = "clinical-supcon"  # ...except these, controlled by SupCon wit
 # Rows that frame the table (floor, ceiling, diagnostic) rather than compete in it: never "best".
 BASELINES = ("random-init", "supervised", "raw-pixels")
 PROTOCOL_NAMES = {
-    "linear": "linear probe on frozen features, one logistic regression per biomarker",
-    "linear-sgd": "linear probe on frozen features, one multi-label head trained by SGD",
+    "linear": "linear probe on frozen features, one logistic regression per label (one multinomial for classes)",
+    "linear-sgd": "linear probe on frozen features, one multi-label (or softmax) head trained by SGD",
     "knn": "k-nearest-neighbour probe on frozen features",
     "finetune": "backbone fine-tuned end to end with a linear head",
 }

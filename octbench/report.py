@@ -136,7 +136,7 @@ def write_report(work: Path, runs: list[RunResult], table: pd.DataFrame, benchma
     seeds = " or ".join(str(n) for n in sorted({len(cells[label, full]) for label in order}))
     figures.roc_curves({label: seed_mean_scores(cells[label, full], biomarkers) for label in order}, biomarkers,
                        work / "roc_curves.png",
-                       title=f"Test ROC curves at {full:.0%} biomarker labels, rows in the leaderboard's order: "
+                       title=f"Test ROC curves at {full:.0%} expert labels, rows in the leaderboard's order: "
                              f"each method's scores averaged per B-scan over its {seeds} seed(s)")
     first_seed = {label: cells[label, full][0] for label in order}
     logs = {label: log for label, run in first_seed.items() if (log := archive.loss_log(run)) is not None}
