@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import logging
 import os
@@ -522,6 +523,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `octbench list | head`: the reader has gone, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or args.debug:
+            raise
+        # A full disk is the machine's state, not a bug: say where, and that nothing finished is lost.
+        where = f" writing {error.filename}" if error.filename else ""
+        print(f"octbench: error: no space left on the device{where}; a run record takes ~100 MB and a pretraining "
+              "checkpoint ~130 MB. Free some space and give the same command again: finished records are kept, "
+              "and a run resumes from its last checkpoint", file=sys.stderr)
+        return 1
     return 0
 
 

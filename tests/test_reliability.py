@@ -204,3 +204,25 @@ def test_a_signal_saves_a_checkpoint_exits_non_zero_and_the_run_resumes(straight
     assert second["auroc"] == first["auroc"]
     log = (out / "runs" / expected.name / "pretrain_log.csv").read_text()
     assert log == (expected / "pretrain_log.csv").read_text()
+
+
+def test_a_full_disk_is_named_with_what_to_do_and_other_os_errors_still_surface(monkeypatch, capsys):
+    import errno
+
+    import octbench.cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "results/runs/.partial-x/checkpoints/last.ckpt")
+
+    monkeypatch.setattr(octbench.cli, "command_list", full)
+    assert main(["list"]) == 1
+    error = capsys.readouterr().err
+    assert "no space left on the device writing results/runs/.partial-x/checkpoints/last.ckpt" in error
+    assert "give the same command again" in error and "Traceback" not in error
+
+    def denied(args):
+        raise PermissionError(errno.EACCES, "Permission denied", "somewhere")
+
+    monkeypatch.setattr(octbench.cli, "command_list", denied)
+    with pytest.raises(PermissionError):
+        main(["list"])
