@@ -194,3 +194,26 @@ def test_every_frozen_feature_probe_fits_one_multiclass_model_chosen_on_validati
     assert np.allclose(result.test_scores.sum(axis=1), 1.0)  # class probabilities
     assert result.chosen["head"] == "multi-class" and result.chosen["val_mean_auroc"] > 0.9
     assert (result.test_scores.argmax(1) == classes["test"]).mean() > 0.85
+
+
+def test_a_table_with_its_own_binary_labels_is_scored_on_them(tmp_path):
+    rng = np.random.default_rng(4)
+    rows = []
+    for patient in range(36):
+        for n in range(3):
+            cls = (patient + n) % 3
+            path = tmp_path / "scans" / f"p{patient}-{n}.png"
+            path.parent.mkdir(exist_ok=True)
+            Image.fromarray(scan(rng, cls)).save(path)
+            rows.append({"file": path.name, "subject": patient, "drusen": int(cls == 0), "fluid": int(cls == 2)})
+    pd.DataFrame(rows).to_csv(tmp_path / "scans.csv", index=False)
+    cohort = (f'source = "table"\ntable = "{tmp_path / "scans.csv"}"\nimage_root = "{tmp_path / "scans"}"\n'
+              'columns = { path = "file", patient = "subject" }\nlabels = ["drusen", "fluid"]\n'
+              'split = { train = 0.5, val = 0.25, test = 0.25 }')
+    bench = benchmark_file(tmp_path / "own.toml", cohort)
+    run(["run", "--benchmark", str(bench), "--method", "raw-pixels", "--out", str(tmp_path / "out"),
+         "--cache-dir", str(tmp_path / "cache")])
+    metrics = only_record(tmp_path / "out")
+    assert "task" in metrics and metrics["task"]["kind"] == "binary"
+    assert list(metrics["auroc"]) == ["drusen", "fluid"] and set(metrics["accuracy"]) == {"drusen", "fluid"}
+    assert set(metrics["threshold"]) == {"drusen", "fluid"} and metrics["mean_auroc"] > 0.9
