@@ -25,6 +25,7 @@ from sklearn.manifold import TSNE
 from octbench import BIOMARKERS, archive, figures
 from octbench.backbone import create_backbone
 from octbench.benchmark import Benchmark, check_benchmark_name
+from octbench.clinical import INSTANCE_TERM
 from octbench.errors import OctbenchError
 from octbench.evaluate import extract_features
 from octbench.leaderboard import BASELINES, RunResult, find_runs, group_cells, latex, leaderboard, markdown
@@ -184,11 +185,13 @@ def seed_mean_scores(runs: list[RunResult], biomarkers: list[str]) -> tuple[np.n
 
 def embedding_runs(order: list[str], first_seed: dict[str, RunResult]) -> list[RunResult]:
     """The best pretraining row (the first of `order` that is no baseline), the best clinical
-    SupCon row and random-init, those present with a backbone, each by its first seed."""
+    SupCon row that uses clinical labels (not the control, which has none) and random-init, those
+    present with a backbone, each by its first seed."""
     order = list(dict.fromkeys(order))
     has_backbone = [label for label in order if (first_seed[label].folder / BACKBONE_FILE).exists()]
     pretrained = [label for label in has_backbone if first_seed[label].metrics.get("method") not in BASELINES]
-    supcon = [label for label in pretrained if first_seed[label].metrics.get("method") == CLINICAL_SUPCON]
+    supcon = [label for label in pretrained if first_seed[label].metrics.get("method") == CLINICAL_SUPCON
+              and any(column != INSTANCE_TERM for column, _ in first_seed[label].options.get("clinical") or [])]
     floor = [label for label in has_backbone if first_seed[label].metrics.get("method") == "random-init"]
     chosen = [*pretrained[:1], *supcon[:1], *floor[:1]]
     return [first_seed[label] for label in dict.fromkeys(chosen)]
