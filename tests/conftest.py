@@ -1,5 +1,6 @@
 """Shared fixtures: where the real OLIVES tables are, and small OLIVES-layout tables with images."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,27 @@ def write_olives_tables(root: Path, images: bool = True, size: int = 16) -> dict
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(path)
     return {"train": train, "test": test, "pool": pool}
+
+
+def file_benchmark(path: Path, description: str, methods: list[str], cohort: str, evaluate: str = "") -> Path:
+    """A benchmark file for a cohort read from files: the [cohort] lines given, two pretraining
+    steps of batch 16 and the fewest bootstrap resamples, so a run takes seconds."""
+    path.write_text(f"""
+description = "{description}"
+backbone = "resnet18"
+methods = {json.dumps(methods)}
+seeds = 1
+
+[cohort]
+{cohort}
+
+[pretrain]
+steps = 2
+batch_size = 16
+
+[evaluate]
+probe_c = [0.1, 1.0]
+bootstrap = 100
+{evaluate}
+""")
+    return path

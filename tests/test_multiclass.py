@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from conftest import file_benchmark
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -50,27 +51,8 @@ def oct2017_folder(root: Path, patients_per_class: int = 10, scans: int = 3, vol
 
 
 def benchmark_file(path: Path, cohort: str, evaluate: str = "") -> Path:
-    path.write_text(f"""
-description = "multi-class test cohort"
-backbone = "resnet18"
-methods = ["random-init", "raw-pixels"]
-seeds = 1
-
-[cohort]
-image_size = {SIZE}
-validation_fraction = 0.3
-{cohort}
-
-[pretrain]
-steps = 2
-batch_size = 16
-
-[evaluate]
-probe_c = [0.1, 1.0]
-bootstrap = 100
-{evaluate}
-""")
-    return path
+    return file_benchmark(path, "multi-class test cohort", ["random-init", "raw-pixels"],
+                          f"image_size = {SIZE}\nvalidation_fraction = 0.3\n{cohort}", evaluate)
 
 
 def run(argv: list[str]) -> None:

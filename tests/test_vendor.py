@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import file_benchmark
 
 from octbench import vendor
 from octbench.cli import main
@@ -58,26 +59,9 @@ def band_volume(rng, cls: int, pages: int = 4, height: int = 40, width: int = 30
 
 
 def benchmark_file(path: Path, root: Path) -> Path:
-    path.write_text(f"""
-description = "vendor volumes"
-backbone = "resnet18"
-methods = ["raw-pixels"]
-
-[cohort]
-source = "folder"
-image_root = "{root}"
-image_size = {SIZE}
-split = {{ train = 0.5, val = 0.25, test = 0.25 }}
-
-[pretrain]
-steps = 2
-batch_size = 16
-
-[evaluate]
-probe_c = [0.1, 1.0]
-bootstrap = 100
-""")
-    return path
+    return file_benchmark(path, "vendor volumes", ["raw-pixels"],
+                          f'source = "folder"\nimage_root = "{root}"\nimage_size = {SIZE}\n'
+                          "split = { train = 0.5, val = 0.25, test = 0.25 }")
 
 
 def run_folder(tmp_path: Path, root: Path) -> dict:
