@@ -2,6 +2,7 @@
 options when they are parsed, and what the data allows once the cohort is loaded. Each bad setting
 exits 2 with a message naming the key and the value, without a traceback and without a run folder."""
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -167,7 +168,7 @@ def test_a_valid_name_key_names_the_benchmark(tmp_path):
 
 
 def test_the_shipped_benchmarks_pass_their_own_checks():
-    for name in ("default", "olives"):
+    for name in ("default", "default-long", "olives"):
         load_benchmark(name)
 
 
@@ -299,3 +300,28 @@ def test_the_same_table_cohort_with_both_classes_runs(tmp_path, capsys):
     benchmark = write_table_cohort(tmp_path, val_irf=None)
     assert main(run_command(benchmark, tmp_path / "results", tmp_path / "cache", "--steps", "1")) == 0
     assert "run record:" in capsys.readouterr().out
+
+
+def convergence_script():
+    path = Path(__file__).parents[1] / "benchmarks" / "convergence.py"
+    spec = importlib.util.spec_from_file_location("convergence", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_default_long_is_the_default_at_more_steps_with_the_same_rows():
+    """Its leaderboard is read against the default's as a budget comparison: nothing a run depends on
+    but the steps may differ, and every entry keeps the default's alias and label."""
+    default, long = load_benchmark("default"), load_benchmark("default-long")
+    assert convergence_script().check_longer(default, long).pretrain.steps == 4 * default.pretrain.steps
+    rows = {entry.handle: entry.display() for entry in default.methods}
+    assert all(rows[entry.handle] == entry.display() for entry in long.methods)
+
+
+def test_convergence_refuses_a_long_benchmark_that_differs_in_more_than_its_steps(tmp_path):
+    text = (Path(__file__).parents[1] / "benchmarks" / "default-long.toml").read_text()
+    changed = tmp_path / "long-lr.toml"
+    changed.write_text(text.replace("lr = 1e-3", "lr = 3e-3"))
+    with pytest.raises(OctbenchError, match=r"long-lr.toml: differs from default in pretrain.lr, not only in "):
+        convergence_script().check_longer(load_benchmark("default"), load_benchmark(str(changed)))
