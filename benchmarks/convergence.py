@@ -3,12 +3,14 @@ at a multiple of it, measured on this machine in one run.
 
     python benchmarks/convergence.py [--benchmark default] [--factor 4 | --long default-long]
                                      [--methods simclr clinical-supcon] [--seeds 1] [--out results]
+                                     [--recorded]
 
 A verdict drawn at the default budget holds for a method when the two numbers are within 0.01 (the
 target of the default benchmark); otherwise the method was still improving when its schedule ended.
 Runs are ordinary run records under --out (`octbench report` shows them), so a second call reuses
 them. `--long default-long` takes the longer schedule from that benchmark file instead (it must differ
 from --benchmark in its steps only), so these runs are the ones its leaderboard shows.
+`--recorded` trains nothing: it averages the seeds that have records and says how many.
 Each run's budget curve (metrics.json `budget`: 1/4, 1/2 and all of the schedule) is printed too.
 """
 
@@ -24,7 +26,7 @@ import numpy as np
 
 from octbench.benchmark import Benchmark, load_benchmark, with_overrides
 from octbench.errors import OctbenchError
-from octbench.run import RunRequest, execute
+from octbench.run import RunRequest, execute, recorded
 
 TARGET = 0.01
 
@@ -39,6 +41,8 @@ def main() -> None:
                         help="method names or entry aliases of the benchmark")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--recorded", action="store_true",
+                        help="train nothing: average the seeds that have run records (a compare in progress)")
     args = parser.parse_args()
     try:
         benchmark = load_benchmark(args.benchmark)
@@ -56,18 +60,26 @@ def main() -> None:
         for steps, resolved in schedules.items():
             scores = []
             for seed in range(args.seeds):
-                folder, metrics, reused = execute(RunRequest(benchmark=resolved, method=method, seed=seed,
-                                                             out=args.out, progress=False))
+                request = RunRequest(benchmark=resolved, method=method, seed=seed, out=args.out, progress=False)
+                if args.recorded:
+                    (folder, metrics), reused = recorded(request), True
+                    if metrics is None:
+                        print(f"{folder.name}: no record", flush=True)
+                        continue
+                else:
+                    folder, metrics, reused = execute(request)
                 scores.append(metrics["mean_auroc"])
                 curve = ", ".join(f"{p['step']}: {p['mean_auroc']:.3f}" for p in metrics.get("budget", []))
                 print(f"{folder.name}: mean AUROC {metrics['mean_auroc']:.3f}"
                       f"{' (reused)' if reused else ''}; budget curve {curve}", flush=True)
-            means[steps] = float(np.mean(scores))
+            means[steps] = (float(np.mean(scores)) if scores else float("nan"), len(scores))
         rows.append((method, means[budget], means[long_steps]))
     print(f"\n{'method':<28} {budget:>6} steps {long_steps:>6} steps   difference   within {TARGET}")
-    for method, short, long in rows:
-        print(f"{method:<28} {short:12.3f} {long:12.3f}   {long - short:+10.3f}   {abs(long - short) <= TARGET}")
-    print(f"({args.seeds} seed(s) each, {time.perf_counter() - start:.0f} s)")
+    for method, (short, n_short), (long, n_long) in rows:
+        seeds = f"   ({n_short} and {n_long} seeds)" if args.recorded else ""
+        print(f"{method:<28} {short:12.3f} {long:12.3f}   {long - short:+10.3f}   {abs(long - short) <= TARGET}{seeds}")
+    seeds = f"up to {args.seeds}" if args.recorded else args.seeds
+    print(f"({seeds} seed(s) each, {time.perf_counter() - start:.0f} s)")
 
 
 def check_longer(short: Benchmark, long: Benchmark) -> Benchmark:

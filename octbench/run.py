@@ -148,6 +148,13 @@ def execute(request: RunRequest) -> tuple[Path, dict, bool]:
         return make_run(request, plan, cohort, timing, started)
 
 
+def recorded(request: RunRequest) -> tuple[Path, dict | None]:
+    """The cell's folder and the metrics of its complete record, or None if it has none; trains nothing."""
+    method_cls = get_method(request.resolved_entry().method, request.methods_dirs)
+    _, _, final = planned_run(request, method_cls, load_cohort(request.benchmark, request.cache_dir))
+    return final, reusable_record(final, force=False)
+
+
 @dataclass(frozen=True)
 class PlannedRun:
     """What execute has settled about a run before making it."""

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from octbench.benchmark import load_benchmark
 from octbench.cli import main
+from octbench.run import RunRequest, execute, recorded
 
 TINY = str(Path(__file__).parent / "data" / "tiny.toml")
 
@@ -57,3 +59,15 @@ def test_same_seed_gives_identical_aurocs(tmp_path):
     aurocs = [json.loads(next((tmp_path / n / "runs").iterdir()).joinpath("metrics.json").read_text())["auroc"]
               for n in ("a", "b")]
     assert aurocs[0] == aurocs[1]
+
+
+def test_recorded_reads_a_finished_cell_and_trains_nothing(tmp_path):
+    """What convergence.py --recorded reads while a compare is still running."""
+    benchmark = load_benchmark(TINY)
+    request = RunRequest(benchmark=benchmark, method="random-init", out=tmp_path / "results",
+                         cache_dir=tmp_path / "cache", progress=False)
+    folder, metrics = recorded(request)
+    assert metrics is None and not folder.exists()
+    made, made_metrics, _ = execute(request)
+    assert recorded(request) == (made, json.loads((made / "metrics.json").read_text()))
+    assert recorded(request)[1]["mean_auroc"] == made_metrics["mean_auroc"]
