@@ -443,13 +443,26 @@ def describe_protocols(protocols) -> str:
     return ("Protocol: " if len(names) == 1 else "Protocols: ") + "; ".join(names) + "."
 
 
+def one_seed_rows(table: pd.DataFrame) -> list[str]:
+    """The methods with one seed, each with the label fractions where it has one seed when it has more
+    elsewhere (a 3-seed row at 100% is not a one-seed row because its 10% cell has one seed)."""
+    rows = []
+    for method, cells in table.groupby("method", sort=True):
+        single = cells.loc[cells["seeds"] == 1, "label_fraction"]
+        if len(single) == len(cells):
+            rows.append(method)
+        elif len(single):
+            rows.append(f"{method} (at {', '.join(f'{f:.0%}' for f in sorted(single, reverse=True))})")
+    return rows
+
+
 def header(table: pd.DataFrame, benchmark: str, commits, cohort, protocols) -> list[str]:
     attrs = table.attrs
     n = attrs.get("n_resamples", "the")
     on_validation = attrs.get("ranked_on_validation", False)
     fractions = ", ".join(f"{f:.0%}" for f in sorted(table["label_fraction"].unique(), reverse=True))
     seeds = sorted(table["seeds"].unique())
-    one_seed = sorted(set(table.loc[table["seeds"] == 1, "method"]))
+    one_seed = one_seed_rows(table)
     if len(seeds) > 1:
         seeds_text = f"Seeds per row: {seeds[0]} to {seeds[-1]}"
         seeds_text += f"; one seed (†): {', '.join(one_seed)}" if one_seed else ""

@@ -332,3 +332,10 @@ def test_a_collapsed_row_is_marked_and_never_best_and_the_late_gain_is_shown():
     assert table["gain_last_half"].tolist() == pytest.approx([0.05, 0.05])
     text = markdown(table, "bench")
     assert "simclr ⚠ collapsed (2/2 seeds)" in text and "+0.050" in text
+
+
+def test_the_header_names_the_fractions_where_a_several_seed_row_has_one_seed():
+    runs = [synthetic_run("simclr", seed) for seed in (0, 1, 2)] + [synthetic_run("simclr", 0, fraction=0.1)]
+    runs += [synthetic_run("byol", 0, fraction=fraction) for fraction in (1.0, 0.1)]
+    text = markdown(leaderboard(runs), "bench")
+    assert "one seed (†): byol, simclr (at 10%)." in text
