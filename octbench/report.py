@@ -140,11 +140,14 @@ def write_report(work: Path, runs: list[RunResult], table: pd.DataFrame, benchma
                        title=f"Test ROC curves at {full:.0%} expert labels, rows in the leaderboard's order: "
                              f"each method's scores averaged per B-scan over its {seeds} seed(s)")
     first_seed = {label: cells[label, full][0] for label in order}
-    logs = {label: log for label, run in first_seed.items() if (log := archive.loss_log(run)) is not None}
+    logs = {label: curve for label, run in first_seed.items() if (curve := archive.loss_log(run)) is not None}
     if logs:
         figures.loss_curves(logs, work / "loss_curves.png",
                             trivial={label: first_seed[label].metrics.get("trivial_loss") for label in logs})
-    figures.label_efficiency(table, work / "label_efficiency.png")
+    if table["label_fraction"].nunique() > 1:
+        figures.label_efficiency(table, work / "label_efficiency.png")
+    else:  # one point per method is not a curve
+        log("label-efficiency figure skipped: the records hold one label fraction (compare --fractions)")
     curves = budget_points({label: cells[label, full] for label in order})
     if curves:
         figures.budget_curves(curves, work / "budget_curves.png")
