@@ -232,7 +232,7 @@ def test_a_folder_given_as_benchmark_is_refused_with_the_list_of_benchmarks(tmp_
     error = option_refused(["run", "--method", "simclr", "--benchmark", str(tmp_path), "--out", str(tmp_path / "r")],
                            capsys)
     assert f"argument --benchmark: benchmark {tmp_path} is a folder; pass a benchmark .toml file or one of: " \
-           "default, olives" in error
+           "default, default-long, olives" in error
     with pytest.raises(OctbenchError, match="is a folder"):
         load_benchmark(str(tmp_path))
 
