@@ -247,6 +247,17 @@ class CheckpointOnSignal(pl.Callback):
                               self.saved_step)
 
 
+class SignalDeferringTrainer(pl.Trainer):
+    """In one process, Lightning's reaction to SIGTERM (stop at the end of any step, with no
+    checkpoint) is left to CheckpointOnSignal, which saves first. Lightning's own check follows the
+    callbacks in each step, so a signal arriving between the two stopped the run unsaved. Across
+    processes Lightning's check stays: it is how rank 0 tells the other ranks to stop."""
+
+    @property
+    def received_sigterm(self) -> bool:
+        return self.world_size > 1 and super().received_sigterm
+
+
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -292,7 +303,7 @@ def pretrain(method: Method, dataset: InMemoryBatches, spec: PretrainSpec, seed:
                                   save_last=True, every_n_train_steps=max(1, min(100, spec.steps // 10)))
     tracked = trackers.pretraining_loggers(compute.log, work_dir)  # none unless --logger names one
     monitors = [LearningRateMonitor(logging_interval="step")] if tracked else []
-    trainer = pl.Trainer(
+    trainer = SignalDeferringTrainer(
         max_steps=spec.steps, max_epochs=-1, accelerator="auto", devices=compute.devices,
         num_nodes=compute.num_nodes, strategy="ddp" if distributed else "auto",
         sync_batchnorm=spec.sync_batchnorm and distributed, use_distributed_sampler=False,  # StepBatches slices

@@ -206,6 +206,29 @@ def test_a_signal_saves_a_checkpoint_exits_non_zero_and_the_run_resumes(straight
     assert log == (expected / "pretrain_log.csv").read_text()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="uses POSIX signals")
+def test_a_signal_arriving_after_the_checkpoint_callback_ran_is_saved_at_the_next_step(two_runs, tmp_path,
+                                                                                       monkeypatch, capsys):
+    from octbench.training import CheckpointOnSignal
+
+    _, cache = two_runs
+    out = tmp_path / "late"
+    noted_at_end_of_step = CheckpointOnSignal.on_train_batch_end
+
+    def then_signal(self, trainer, *args):  # the signal lands after this step's callback has looked
+        noted_at_end_of_step(self, trainer, *args)
+        if trainer.global_step == 5 and self.received is None:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(CheckpointOnSignal, "on_train_batch_end", then_signal)
+    assert main([*run_argv(out, cache, method="simclr"), "--steps", "20"]) == 143
+    err = capsys.readouterr().err
+    assert "after pretraining step 6; checkpoint saved" in err, err
+    (partial,) = (out / "runs").glob(".partial-*")
+    checkpoint = torch.load(partial / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 6
+
+
 def test_a_full_disk_is_named_with_what_to_do_and_other_os_errors_still_surface(monkeypatch, capsys):
     import errno
 
