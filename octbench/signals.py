@@ -3,8 +3,9 @@
 Schedulers (SLURM, Kubernetes, a shell's `timeout`) send SIGTERM before they kill; a user presses
 Ctrl+C (SIGINT). Outside pretraining either signal ends the command at once with status 128 + the
 signal number (143, 130). During pretraining the signal is deferred to the end of the current
-step: the checkpoint is saved there, training stops, and the next identical command resumes from
-it. A second signal while that happens ends the command at once.
+step (the next one when it lands after the step's callbacks): the checkpoint is saved there,
+training stops, and the next identical command resumes from it. A second signal while that
+happens ends the command at once.
 """
 
 from __future__ import annotations
